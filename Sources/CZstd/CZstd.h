@@ -1,0 +1,4 @@
+#ifndef LIFEBOAT_CZSTD_H
+#define LIFEBOAT_CZSTD_H
+#include <zstd.h>
+#endif
