@@ -21,11 +21,12 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .target(name: "CLifeboatPosix"),
         .target(name: "LifeboatCore", swiftSettings: strictSettings),
         .target(
             name: "LifeboatRepository",
             dependencies: [
-                "LifeboatCore", "CZstd",
+                "LifeboatCore", "CZstd", "CLifeboatPosix",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strictSettings

@@ -1,0 +1,3 @@
+import LifeboatCore
+
+LifeboatCLI.run()
