@@ -42,7 +42,7 @@ let package = Package(
         .testTarget(name: "LifeboatCoreTests", dependencies: ["LifeboatCore"], swiftSettings: strictSettings),
         .testTarget(
             name: "LifeboatRepositoryTests",
-            dependencies: ["LifeboatRepository", "LifeboatCore"],
+            dependencies: ["LifeboatRepository", "LifeboatCore", "CLifeboatPosix"],
             swiftSettings: strictSettings
         ),
     ]

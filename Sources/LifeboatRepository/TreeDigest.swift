@@ -1,3 +1,4 @@
+import CLifeboatPosix
 import Glibc
 public import LifeboatCore
 
@@ -85,20 +86,47 @@ public enum TreeDigest {
         let inode: UInt64
     }
 
+    /// Bytes per block of the content hash.
+    static let blockSize = 64 << 10
+
+    /// A hash of a file's logical contents that costs nothing for holes: the SHA-256 over the
+    /// file's 64 KiB blocks, each given as its SHA-256, or as 32 zero bytes when it is all
+    /// zeros (hole or written zeros alike, so sparse and dense copies hash the same).
     private static func contentHash(_ path: FSPath) throws -> ObjectID {
         let fd = path.withCString { open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
         if fd < 0 { throw ioError(errno, "opening", path.string) }
         defer { close(fd) }
-        var hasher = StreamHasher()
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4 << 20, alignment: 64)
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw ioError(errno, "reading metadata of", path.string) }
+        let size = UInt64(st.st_size)
+        var outer = StreamHasher()
+        let zeroBlock = [UInt8](repeating: 0, count: 32)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: blockSize, alignment: 64)
         defer { buffer.deallocate() }
-        while true {
-            let got = Posix.readFull(fd, buffer)
+        var offset: UInt64 = 0
+        while offset < size {
+            // Skip holes without reading them: a hole is all zeros.
+            if UInt64(st.st_blocks) * 512 < size {
+                let data = lseek(fd, off_t(offset), lifeboat_seek_data())
+                let nextData = data < 0 ? size : UInt64(data)
+                while offset + UInt64(blockSize) <= nextData {
+                    outer.update(zeroBlock)
+                    offset += UInt64(blockSize)
+                }
+                if offset >= size { break }
+            }
+            let want = Int(min(UInt64(blockSize), size - offset))
+            let got = Posix.pread(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), offset: offset)
             if got < 0 { throw ioError(Int32(-got), "reading", path.string) }
             if got == 0 { break }
-            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
-            if got < buffer.count { break }
+            let block = UnsafeRawBufferPointer(rebasing: buffer[0..<got])
+            if block.allSatisfy({ $0 == 0 }) && got == blockSize {
+                outer.update(zeroBlock)
+            } else {
+                outer.update(ObjectID.hash(block).bytes)
+            }
+            offset += UInt64(got)
         }
-        return hasher.finalize()
+        return outer.finalize()
     }
 }
