@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what Lifeboat needs on Debian 12 (once; safe to run again) and builds it.
+#
+#   scripts/setup.sh            packages + release build
+#   scripts/setup.sh --no-build packages only
+#
+# Packages: libfuse3-dev fuse3 (capture), libzstd-dev (compression), pkg-config (build),
+# attr (xattr tools for tests), util-linux (script, for terminal tests), time (peak RSS),
+# python3 (benchmark data), restic and borgbackup (benchmark peers).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+packages=(libfuse3-dev fuse3 libzstd-dev pkg-config attr util-linux time python3 restic borgbackup)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}" >&2
+    sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ "${1:-}" != "--no-build" ]]; then
+    echo "setup: building lifeboat (release)" >&2
+    swift build -c release --product lifeboat 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
+    test -x .build/release/lifeboat || { echo "setup: build failed" >&2; exit 1; }
+fi
