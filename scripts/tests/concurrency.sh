@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# concurrency.sh: operations on one repository at the same time.
+#   (a) two backups of different trees at once: both succeed and restore exactly;
+#   (b) prune while a backup runs (the backup is paused, its lease still fresh): prune refuses
+#       with exit 11 or waits; it never deletes data the running backup relies on;
+#   (c) a backup paused past its lock lease: prune reports the stale lock and goes on; the
+#       resumed backup aborts (non-zero, error about its lease) and commits nothing.
+# In (b) and (c) the backup re-adds data that an earlier snapshot had and that was forgotten,
+# so a prune that ran over a live backup would delete blobs the new snapshot uses.
+#
+# Settings: CONC_BIG_MIB (size of the tree the paused backups read, default 192).
+set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+CONC_BIG_MIB="${CONC_BIG_MIB:-192}"
+lb_setup
+OUT="$LB_TMP/out"
+ERR="$LB_TMP/err"
+REPO="$LB_TMP/repo"
+
+lb "$OUT" "$ERR" init --repo "$REPO"
+assert_exit "init" 0 "$LB_RC" "$ERR"
+[ "$LB_RC" -eq 0 ] || lb_finish
+
+declare -A EXPECT=() # snapshot id -> tree it must restore to
+
+# start_bg NAME ENV... -- ARGS... : lifeboat in the background; pid in BG_PID, output in $LB_TMP/NAME.{out,err}
+start_bg() {
+    local name=$1
+    shift
+    local envs=()
+    while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do
+        envs+=("$1")
+        shift
+    done
+    shift
+    env "${envs[@]+"${envs[@]}"}" "$LIFEBOAT_BIN" "$@" >"$LB_TMP/$name.out" 2>"$LB_TMP/$name.err" </dev/null &
+    BG_PID=$!
+    LB_PIDS+=("$BG_PID")
+}
+
+# wait until a file appears in the repository that was not there before (the lock), while PID runs
+wait_for_new_file() {
+    local pid=$1 before=$2 i
+    for ((i = 0; i < 2000; i++)); do
+        if [ "$(lb_repo_listing "$REPO" | cut -d' ' -f1)" != "$before" ]; then return 0; fi
+        lb_is_running "$pid" || return 1
+        sleep 0.005
+    done
+    return 1
+}
+
+verify_expected() {
+    local ctx=$1 id
+    for id in "${!EXPECT[@]}"; do
+        lb_restore_check "$ctx: snapshot ${id:0:12}" "$REPO" "$id" "${EXPECT[$id]}"
+    done
+}
+
+# ---------------------------------------------------------------- (a) two backups at once
+for round in 1 2 3; do
+    A="$LB_TMP/a$round"
+    B="$LB_TMP/b$round"
+    make_tree "$A" 24 3
+    make_tree "$B" 24 3
+    BEFORE_IDS="$(lb_snapshot_ids "$REPO" | sort)"
+    start_bg "a$round" -- backup --repo "$REPO" "$A"
+    PA=$BG_PID
+    start_bg "b$round" -- backup --repo "$REPO" "$B"
+    PB=$BG_PID
+    lb_wait_pid "$PA" "$LB_CMD_TIMEOUT"
+    RA=$LB_WAIT_RC
+    lb_wait_pid "$PB" "$LB_CMD_TIMEOUT"
+    RB=$LB_WAIT_RC
+    assert_exit "(a) round $round: first of two concurrent backups" 0 "$RA" "$LB_TMP/a$round.err"
+    assert_exit "(a) round $round: second of two concurrent backups" 0 "$RB" "$LB_TMP/b$round.err"
+    IA="$(lb_last_line "$LB_TMP/a$round.out")"
+    IB="$(lb_last_line "$LB_TMP/b$round.out")"
+    AFTER_IDS="$(lb_snapshot_ids "$REPO" | sort)"
+    NEW="$(comm -13 <(printf '%s\n' "$BEFORE_IDS") <(printf '%s\n' "$AFTER_IDS") | tr '\n' ' ')"
+    assert_eq "(a) round $round: new snapshots listed" "$(printf '%s\n' "$IA" "$IB" | sort | tr '\n' ' ')" "$NEW"
+    [ -n "$IA" ] && EXPECT[$IA]="$A"
+    [ -n "$IB" ] && EXPECT[$IB]="$B"
+    lb_restore_check "(a) round $round: first tree" "$REPO" "$IA" "$A"
+    lb_restore_check "(a) round $round: second tree" "$REPO" "$IB" "$B"
+done
+lb_check "(a)" "$REPO"
+
+# ---------------------------------------------------------------- (b) prune while a backup runs
+P="$LB_TMP/p"         # the path that is backed up (its content is swapped by renaming dirs)
+V1="$LB_TMP/v1"       # big tree
+V2="$LB_TMP/v2"       # small tree
+make_tree "$V1" "$CONC_BIG_MIB" 12
+make_tree "$V2" 0
+printf 'v2\n' >>"$V2/hello.txt"
+
+swap_in() { mv "$1" "$P"; }    # make DIR the backed up path
+swap_out() { mv "$P" "$1"; }
+
+# backup_p TREE: normal backup of P holding TREE; prints the id
+backup_p() {
+    local tree=$1
+    swap_in "$tree"
+    lb "$OUT" "$ERR" backup --repo "$REPO" "$P"
+    swap_out "$tree"
+    assert_exit "backup of $(basename "$tree") as $P" 0 "$LB_RC" "$ERR"
+    BACKUP_ID="$(lb_last_line "$OUT")"
+}
+
+# forget_p KEEP_ID: forget --keep-last 1 (the group of path P) and drop the forgotten ids
+forget_p() {
+    local ctx=$1 id
+    lb "$OUT" "$ERR" forget --repo "$REPO" --keep-last 1
+    assert_exit "$ctx: forget --keep-last 1" 0 "$LB_RC" "$ERR"
+    local ids
+    ids=" $(lb_snapshot_ids "$REPO" | tr '\n' ' ') "
+    for id in "${!EXPECT[@]}"; do
+        [[ "$ids" == *" $id "* ]] || unset "EXPECT[$id]"
+    done
+}
+
+# v1 in the repository, then forgotten: its blobs stay in the index but nothing references them
+backup_p "$V1"
+S1=$BACKUP_ID
+EXPECT[$S1]="$V1"
+backup_p "$V2"
+S2=$BACKUP_ID
+EXPECT[$S2]="$V2"
+forget_p "(b) prep"
+if [ -n "${EXPECT[$S1]+x}" ]; then
+    fail "(b) prep: forget --keep-last 1" "snapshot $S1 (older of path $P) forgotten" "still listed"
+fi
+assert_eq "(b) prep: (a)'s snapshots are kept by forget (other paths)" 7 "${#EXPECT[@]}"
+
+IDS_BEFORE="$(lb_snapshot_ids "$REPO" | sort)"
+LIST_BEFORE="$(lb_repo_listing "$REPO" | cut -d' ' -f1)"
+swap_in "$V1"
+start_bg backup_b -- backup --repo "$REPO" "$P"
+PBK=$BG_PID
+if wait_for_new_file "$PBK" "$LIST_BEFORE"; then
+    kill -STOP "$PBK" 2>/dev/null
+    pass
+    start_bg prune_b -- prune --repo "$REPO"
+    PPR=$BG_PID
+    # give prune time to either refuse or show that it waits
+    for ((i = 0; i < 50; i++)); do lb_is_running "$PPR" || break; sleep 0.1; done
+    if lb_is_running "$PPR"; then
+        lb_info "(b) prune waits for the backup's lock"
+        kill -CONT "$PBK" 2>/dev/null
+        lb_wait_pid "$PBK" "$LB_CMD_TIMEOUT"
+        RBK=$LB_WAIT_RC
+        lb_wait_pid "$PPR" "$LB_CMD_TIMEOUT"
+        RPR=$LB_WAIT_RC
+        assert_exit "(b) prune that waited for a running backup" 0 "$RPR" "$LB_TMP/prune_b.err"
+    else
+        lb_wait_pid "$PPR" 10
+        RPR=$LB_WAIT_RC
+        lb_info "(b) prune during backup: exit $RPR, stderr: $(lb_head "$LB_TMP/prune_b.err")"
+        assert_exit "(b) prune while a backup holds a fresh lock" 11 "$RPR" "$LB_TMP/prune_b.err"
+        assert_one_line "(b) prune refused: stderr" "$LB_TMP/prune_b.err"
+        assert_file_match "(b) prune refused: names the lock" 'lock' "$LB_TMP/prune_b.err"
+        kill -CONT "$PBK" 2>/dev/null
+        lb_wait_pid "$PBK" "$LB_CMD_TIMEOUT"
+        RBK=$LB_WAIT_RC
+    fi
+    swap_out "$V1"
+    assert_exit "(b) backup that ran during prune" 0 "$RBK" "$LB_TMP/backup_b.err"
+    S3="$(lb_last_line "$LB_TMP/backup_b.out")"
+    IDS_AFTER="$(lb_snapshot_ids "$REPO" | sort)"
+    NEW="$(comm -13 <(printf '%s\n' "$IDS_BEFORE") <(printf '%s\n' "$IDS_AFTER") | tr -d '\n')"
+    assert_eq "(b) the backup's snapshot is listed" "$S3" "$NEW"
+    [ -n "$S3" ] && EXPECT[$S3]="$V1"
+    lb_check "(b)" "$REPO"
+    lb_restore_check "(b) backup that ran during prune" "$REPO" "$S3" "$V1"
+    # and a normal prune now, then everything still restores
+    lb "$OUT" "$ERR" prune --repo "$REPO"
+    assert_exit "(b) prune after the backup" 0 "$LB_RC" "$ERR"
+    lb_check "(b) after prune" "$REPO"
+    lb_restore_check "(b) after prune: backup that ran during prune" "$REPO" "$S3" "$V1"
+else
+    lb_wait_pid "$PBK" 5
+    [ -d "$P" ] && swap_out "$V1"
+    fail "(b) setup" "the backup still running when it took its lock" "it finished first (exit $LB_WAIT_RC); raise CONC_BIG_MIB"
+fi
+
+# ---------------------------------------------------------------- (c) backup paused past its lease
+backup_p "$V2"
+S4=$BACKUP_ID
+EXPECT[$S4]="$V2"
+forget_p "(c) prep"
+if [ -n "${S3:-}" ] && [ -n "${EXPECT[$S3]+x}" ]; then
+    fail "(c) prep: forget --keep-last 1" "snapshot $S3 forgotten" "still listed"
+fi
+
+IDS_BEFORE="$(lb_snapshot_ids "$REPO" | sort)"
+LIST_BEFORE="$(lb_repo_listing "$REPO" | cut -d' ' -f1)"
+swap_in "$V1"
+start_bg backup_c LIFEBOAT_LOCK_LEASE_SECONDS=2 -- backup --repo "$REPO" "$P"
+PBK=$BG_PID
+wait_for_new_file "$PBK" "$LIST_BEFORE"
+sleep 0.2
+kill -STOP "$PBK" 2>/dev/null
+if ! lb_is_running "$PBK"; then
+    lb_wait_pid "$PBK" 5
+    [ -d "$P" ] && swap_out "$V1"
+    fail "(c) setup" "the backup still running when paused" "it finished first (exit $LB_WAIT_RC); raise CONC_BIG_MIB"
+else
+    pass
+    sleep 5
+    lb_env "$LB_TMP/prune_c.out" "$LB_TMP/prune_c.err" LIFEBOAT_LOCK_LEASE_SECONDS=2 -- prune --repo "$REPO"
+    assert_exit "(c) prune while a backup is paused past its lease" 0 "$LB_RC" "$LB_TMP/prune_c.err"
+    assert_file_match "(c) prune reports the stale lock" 'stale' "$LB_TMP/prune_c.err"
+    lb_info "(c) prune stderr: $(lb_head "$LB_TMP/prune_c.err")"
+    kill -CONT "$PBK" 2>/dev/null
+    lb_wait_pid "$PBK" "$LB_CMD_TIMEOUT"
+    RBK=$LB_WAIT_RC
+    swap_out "$V1"
+    if [ "$RBK" -ne 0 ] && [ "$RBK" -ne 137 ] && [ "$RBK" -ne 124 ]; then
+        pass
+    else
+        fail "(c) resumed backup after its lease lapsed" "a non-zero exit (abort before commit)" \
+            "exit $RBK, stdout: $(lb_head "$LB_TMP/backup_c.out"), stderr: $(lb_head "$LB_TMP/backup_c.err")"
+    fi
+    assert_file_match "(c) resumed backup: error about its lock lease" 'lease|lock' "$LB_TMP/backup_c.err"
+    lb_info "(c) backup stderr: $(lb_head "$LB_TMP/backup_c.err")"
+    IDS_AFTER="$(lb_snapshot_ids "$REPO" | sort)"
+    assert_eq "(c) no new snapshot from the aborted backup" "$IDS_BEFORE" "$IDS_AFTER"
+    lb_check "(c)" "$REPO"
+    # the repository is fine for the next backup of the same data
+    backup_p "$V1"
+    S5=$BACKUP_ID
+    EXPECT[$S5]="$V1"
+    lb_check "(c) after the next backup" "$REPO"
+fi
+
+# ---------------------------------------------------------------- end: everything restores
+lb_check "end" "$REPO"
+verify_expected "end"
+lb_finish

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# enospc.sh: a backup that runs out of space on the repository's volume.
+#
+# The repository lives on a 24 MiB tmpfs. A small tree backs up; a 64 MiB incompressible tree
+# must fail with exit 1 and one stderr line about space, leave the repository valid (check
+# --read-data), keep the first snapshot restorable, leave no temp files, and leave nothing
+# that `prune` does not remove. After space is freed the next backups succeed.
+# Needs root (mount).
+set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+lb_setup
+OUT="$LB_TMP/out"
+ERR="$LB_TMP/err"
+VOL="$LB_TMP/vol"
+REPO="$VOL/repo"
+mkdir -p "$VOL"
+
+if ! mount -t tmpfs -o size=24m tmpfs "$VOL"; then
+    fail "mount tmpfs" "a 24 MiB tmpfs at $VOL (needs root)" "mount failed"
+    lb_finish
+fi
+LB_MOUNTS+=("$VOL")
+
+used_kib() { df -k --output=used "$VOL" | tail -n 1 | tr -d ' '; }
+
+lb "$OUT" "$ERR" init --repo "$REPO"
+assert_exit "init on tmpfs" 0 "$LB_RC" "$ERR"
+[ "$LB_RC" -eq 0 ] || lb_finish
+
+SMALL="$LB_TMP/small"
+make_tree "$SMALL" 0
+lb "$OUT" "$ERR" backup --repo "$REPO" "$SMALL"
+assert_exit "backup of a small tree that fits" 0 "$LB_RC" "$ERR"
+ID1="$(lb_last_line "$OUT")"
+lb_info "first snapshot $ID1; volume use $(used_kib) KiB of 24 MiB"
+
+BEFORE="$(lb_repo_listing "$REPO")"
+USED_BEFORE="$(used_kib)"
+
+# ---------------------------------------------------------------- the backup that does not fit
+BIG="$LB_TMP/big"
+mkdir -p "$BIG"
+lb_big_rand_file "$BIG/random-64m.bin" $((64 * 1048576))
+lb "$OUT" "$ERR" backup --repo "$REPO" "$BIG"
+assert_exit "backup of 64 MiB into a 24 MiB volume" 1 "$LB_RC" "$ERR"
+assert_one_line "ENOSPC backup: stderr" "$ERR"
+assert_file_match "ENOSPC backup: stderr mentions the lack of space" \
+    'no space|space left|ENOSPC|disk (is )?full|volume (is )?full|out of space|not enough space' "$ERR"
+lb_info "ENOSPC stderr: $(lb_head "$ERR"); volume use now $(used_kib) KiB"
+
+IDS="$(lb_snapshot_ids "$REPO")"
+assert_eq "after ENOSPC: snapshots listed" "$ID1" "$(printf '%s' "$IDS" | tr '\n' ' ' | sed 's/ $//')"
+
+AFTER="$(lb_repo_listing "$REPO")"
+NEW_FILES="$(comm -13 <(printf '%s\n' "$BEFORE" | cut -d' ' -f1) <(printf '%s\n' "$AFTER" | cut -d' ' -f1))"
+TEMPS="$(printf '%s\n' "$NEW_FILES" | grep -Ei '(^|/)\.|tmp|temp|partial|incomplete|part$' || true)"
+assert_eq "after ENOSPC: no temp files left in the repository" "" "$TEMPS"
+if [ -n "$NEW_FILES" ]; then lb_info "files new after the failed backup: $(lb_oneline "$NEW_FILES")"; fi
+
+lb_check "after ENOSPC" "$REPO"
+lb_restore_check "after ENOSPC: first snapshot" "$REPO" "$ID1" "$SMALL"
+
+# ---------------------------------------------------------------- free space
+# a little more room, so prune can take its lock and write; it must remove whatever the
+# failed backup left
+mount -o remount,size=32m "$VOL"
+lb "$OUT" "$ERR" prune --repo "$REPO"
+assert_exit "prune after ENOSPC" 0 "$LB_RC" "$ERR"
+AFTER_PRUNE="$(lb_repo_listing "$REPO")"
+# prune may write a new (compacted) index; anything else new is a leftover
+LEFT="$(comm -13 <(printf '%s\n' "$BEFORE" | cut -d' ' -f1) <(printf '%s\n' "$AFTER_PRUNE" | cut -d' ' -f1) | grep -v '^index/[0-9a-f]*$')"
+assert_eq "after ENOSPC + prune: no file (but a new index) that was not there before the failed backup" "" "$LEFT"
+USED_AFTER="$(used_kib)"
+lb_info "volume use: $USED_BEFORE KiB before the failed backup, $USED_AFTER KiB after it and prune"
+if [ "$USED_AFTER" -le $((USED_BEFORE + 1024)) ]; then
+    pass
+else
+    fail "space after ENOSPC + prune" "at most $((USED_BEFORE + 1024)) KiB used" "$USED_AFTER KiB"
+fi
+lb_check "after ENOSPC + prune" "$REPO"
+
+# the next backup that fits succeeds
+SMALL2="$LB_TMP/small2"
+cp -a "$SMALL" "$SMALL2"
+lb_rand_file "$SMALL2/sub/new-after-enospc.bin" 2000000
+lb "$OUT" "$ERR" backup --repo "$REPO" "$SMALL2"
+assert_exit "next backup (fits) after ENOSPC" 0 "$LB_RC" "$ERR"
+ID2="$(lb_last_line "$OUT")"
+
+# room for the big tree
+mount -o remount,size=160m "$VOL"
+lb "$OUT" "$ERR" backup --repo "$REPO" "$BIG"
+assert_exit "backup of the big tree once there is room" 0 "$LB_RC" "$ERR"
+ID3="$(lb_last_line "$OUT")"
+
+IDS="$(lb_snapshot_ids "$REPO" | tr '\n' ' ' | sed 's/ $//')"
+assert_eq "snapshots at the end" "$ID1 $ID2 $ID3" "$IDS"
+lb_check "end" "$REPO"
+lb_restore_check "end: first snapshot" "$REPO" "$ID1" "$SMALL"
+lb_restore_check "end: second snapshot" "$REPO" "$ID2" "$SMALL2"
+# the restore of the big tree goes to the local disk, not the tmpfs
+lb_restore_check "end: big snapshot" "$REPO" "$ID3" "$BIG"
+
+lb_finish
