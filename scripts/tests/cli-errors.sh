@@ -135,12 +135,30 @@ bad "diff with an unknown snapshot id" 2 "${UNKNOWN:0:8}" "$REPO" -- diff --repo
 bad "restore with a 3-digit prefix" 2 "${ID1:0:3}" "$REPO" -- restore --repo "$REPO" "${ID1:0:3}" --target "$LB_TMP/t-short"
 bad "ls with a 2-digit prefix" 2 "${ID1:0:2}" "$REPO" -- ls --repo "$REPO" "${ID1:0:2}"
 bad "ls with a non-hex snapshot name" 2 "not-a-snapshot" "$REPO" -- ls --repo "$REPO" not-a-snapshot
-# ambiguity needs two ids sharing 4 digits: only if the two we have happen to
-if [ "${ID1:0:4}" = "${ID2:0:4}" ]; then
-    bad "ls with an ambiguous prefix" 2 "${ID1:0:4}" "$REPO" -- ls --repo "$REPO" "${ID1:0:4}"
+# ambiguity needs two ids sharing 4 digits: back up a tiny tree into a second repository until
+# two ids do (about 300 backups on average; CLI_AMBIG_MAX caps it, default 800)
+AREPO="$LB_TMP/repo-ambiguous"
+ASRC="$LB_TMP/tiny"
+mkdir -p "$ASRC"
+printf 'tiny\n' >"$ASRC/f"
+lb "$OUT" "$ERR" init --repo "$AREPO"
+declare -A SEEN=()
+AMBIG=""
+for ((n = 1; n <= ${CLI_AMBIG_MAX:-800}; n++)); do
+    lb "$OUT" "$ERR" backup --repo "$AREPO" "$ASRC"
+    [ "$LB_RC" -eq 0 ] || break
+    id="$(lb_last_line "$OUT")"
+    if [ -n "${SEEN[${id:0:4}]+x}" ]; then AMBIG="${id:0:4}"; break; fi
+    SEEN[${id:0:4}]=1
+done
+if [ -n "$AMBIG" ]; then
+    lb_info "ambiguous prefix $AMBIG after $n backups"
+    bad "ls with an ambiguous prefix" 2 "$AMBIG" "$AREPO" -- ls --repo "$AREPO" "$AMBIG"
     assert_file_match "ambiguous prefix: message says so" 'ambiguous|several|more than one|matches' "$ERR"
+    bad "restore with an ambiguous prefix" 2 "$AMBIG" "$AREPO" -- restore --repo "$AREPO" "$AMBIG" --target "$LB_TMP/t-ambiguous"
 else
-    lb_skip "ambiguous prefix: the two snapshot ids share no 4-digit prefix (${ID1:0:4}, ${ID2:0:4})"
+    assert_exit "backups of a tiny tree (looking for an ambiguous prefix)" 0 "$LB_RC" "$ERR"
+    lb_skip "ambiguous prefix: no two of $((n - 1)) snapshot ids share a 4-digit prefix"
 fi
 
 # ---------------------------------------------------------------- restore target / paths (2)

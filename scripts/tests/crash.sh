@@ -73,12 +73,14 @@ run_crash() {
 # run in the background and SIGKILL after a random 0-300 ms; exit code in LB_RC
 run_random_kill() {
     local ms=$((RANDOM % 301)) pid
+    exec 3>&2 2>/dev/null # no "Killed" job notice from bash
     env "LIFEBOAT_LOCK_LEASE_SECONDS=$CRASH_LEASE" "$LIFEBOAT_BIN" "$@" >"$OUT" 2>"$ERR" </dev/null &
     pid=$!
     LB_PIDS+=("$pid")
     sleep "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
     kill -KILL "$pid" 2>/dev/null
     lb_wait_pid "$pid" "$LB_CMD_TIMEOUT"
+    exec 2>&3 3>&-
     LB_RC=$LB_WAIT_RC
     RANDOM_DELAY_MS=$ms
 }

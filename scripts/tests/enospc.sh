@@ -4,7 +4,9 @@
 # The repository lives on a 24 MiB tmpfs. A small tree backs up; a 64 MiB incompressible tree
 # must fail with exit 1 and one stderr line about space, leave the repository valid (check
 # --read-data), keep the first snapshot restorable, leave no temp files, and leave nothing
-# that `prune` does not remove. After space is freed the next backups succeed.
+# that `prune` does not remove. After space is freed the next backups succeed. A sweep of
+# files sized just at and below the free space runs out of space at later stages too
+# (index, snapshot) with the same guarantees (ENOSPC_SWEEP_STEPS, default 48).
 # Needs root (mount).
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -88,6 +90,56 @@ lb "$OUT" "$ERR" backup --repo "$REPO" "$SMALL2"
 assert_exit "next backup (fits) after ENOSPC" 0 "$LB_RC" "$ERR"
 ID2="$(lb_last_line "$OUT")"
 
+# ---------------------------------------------------------------- ENOSPC at every stage
+# Backups of one random file sized to the free space and a little less, 4 KiB apart, so the
+# volume fills up while writing the pack, or later while writing the index or the snapshot.
+# Each failure must look the same (exit 1, one line about space, nothing committed, the
+# repository valid); prune (with some room) must clear what it left. The sweep ends at the
+# first backup that fits.
+mount -o remount,size=24m "$VOL"
+SWEEP="$LB_TMP/sweep"
+mkdir -p "$SWEEP"
+SWEEP_FAILS=0
+SWEEP_OK=""
+for ((k = 0; k < ${ENOSPC_SWEEP_STEPS:-48}; k++)); do
+    avail=$(($(df -k --output=avail "$VOL" | tail -n 1 | tr -d ' ') * 1024))
+    size=$((avail - k * 4096))
+    [ "$size" -gt 0 ] || break
+    lb_big_rand_file "$SWEEP/file.bin" "$size"
+    ids_before="$(lb_snapshot_ids "$REPO")"
+    lb "$OUT" "$ERR" backup --repo "$REPO" "$SWEEP"
+    if [ "$LB_RC" -eq 0 ]; then
+        SWEEP_OK="$(lb_last_line "$OUT")"
+        lb_info "sweep: a $size-byte file fits (free space minus $((k * 4)) KiB)"
+        break
+    fi
+    SWEEP_FAILS=$((SWEEP_FAILS + 1))
+    ctx="sweep: $size-byte file, $avail bytes free"
+    lb_info "$ctx: exit $LB_RC: $(lb_head "$ERR")"
+    assert_exit "$ctx: backup" 1 "$LB_RC" "$ERR"
+    assert_one_line "$ctx: stderr" "$ERR"
+    assert_file_match "$ctx: stderr mentions the lack of space" \
+        'no space|space left|ENOSPC|disk (is )?full|volume (is )?full|out of space|not enough space' "$ERR"
+    assert_eq "$ctx: no new snapshot" "$ids_before" "$(lb_snapshot_ids "$REPO")"
+    lb_check "$ctx" "$REPO"
+    mount -o remount,size=64m "$VOL"
+    lb "$LB_TMP/p.out" "$LB_TMP/p.err" prune --repo "$REPO"
+    assert_exit "$ctx: prune" 0 "$LB_RC" "$LB_TMP/p.err"
+    if ! mount -o remount,size=24m "$VOL"; then
+        fail "$ctx: prune freed the space" "the volume fits in 24 MiB again" "$(used_kib) KiB used"
+        break
+    fi
+done
+lb_info "sweep: $SWEEP_FAILS backups ran out of space before one fitted"
+if [ -n "$SWEEP_OK" ]; then
+    pass
+    lb_restore_check "sweep: the backup that fitted" "$REPO" "$SWEEP_OK" "$SWEEP"
+    lb_check "sweep: end" "$REPO"
+    lb_restore_check "sweep: first snapshot" "$REPO" "$ID1" "$SMALL"
+else
+    fail "sweep" "a backup that fits within ${ENOSPC_SWEEP_STEPS:-48} steps of 4 KiB below the free space" "none fitted"
+fi
+
 # room for the big tree
 mount -o remount,size=160m "$VOL"
 lb "$OUT" "$ERR" backup --repo "$REPO" "$BIG"
@@ -95,7 +147,7 @@ assert_exit "backup of the big tree once there is room" 0 "$LB_RC" "$ERR"
 ID3="$(lb_last_line "$OUT")"
 
 IDS="$(lb_snapshot_ids "$REPO" | tr '\n' ' ' | sed 's/ $//')"
-assert_eq "snapshots at the end" "$ID1 $ID2 $ID3" "$IDS"
+assert_eq "snapshots at the end" "$ID1 $ID2${SWEEP_OK:+ $SWEEP_OK} $ID3" "$IDS"
 lb_check "end" "$REPO"
 lb_restore_check "end: first snapshot" "$REPO" "$ID1" "$SMALL"
 lb_restore_check "end: second snapshot" "$REPO" "$ID2" "$SMALL2"
