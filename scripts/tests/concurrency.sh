@@ -5,6 +5,9 @@
 #       with exit 11 or waits; it never deletes data the running backup relies on;
 #   (c) a backup paused past its lock lease: prune reports the stale lock and goes on; the
 #       resumed backup aborts (non-zero, error about its lease) and commits nothing.
+#   (d) prune while a restore runs (paused), with packs that hold both the restored snapshot's
+#       blobs and forgotten ones, so prune wants to repack them: prune refuses with exit 11
+#       or waits, or, if it goes on, the resumed restore still completes exactly.
 # In (b) and (c) the backup re-adds data that an earlier snapshot had and that was forgotten,
 # so a prune that ran over a live backup would delete blobs the new snapshot uses.
 #
@@ -39,13 +42,17 @@ start_bg() {
     LB_PIDS+=("$BG_PID")
 }
 
-# wait until a file appears in the repository that was not there before (the lock), while PID runs
-wait_for_new_file() {
+# lock_files: the repository's lock files (Docs/repository-format.md: locks/<id>; temp files
+# being written there start with a dot, and ls leaves them out)
+lock_files() { ls "$REPO/locks" 2>/dev/null; }
+
+# wait until PID holds a lock: a lock file appears that was not there before
+wait_for_lock() {
     local pid=$1 before=$2 i
-    for ((i = 0; i < 2000; i++)); do
-        if [ "$(lb_repo_listing "$REPO" | cut -d' ' -f1)" != "$before" ]; then return 0; fi
+    for ((i = 0; i < 5000; i++)); do
+        if [ "$(lock_files)" != "$before" ]; then return 0; fi
         lb_is_running "$pid" || return 1
-        sleep 0.005
+        sleep 0.002
     done
     return 1
 }
@@ -133,11 +140,11 @@ fi
 assert_eq "(b) prep: (a)'s snapshots are kept by forget (other paths)" 7 "${#EXPECT[@]}"
 
 IDS_BEFORE="$(lb_snapshot_ids "$REPO" | sort)"
-LIST_BEFORE="$(lb_repo_listing "$REPO" | cut -d' ' -f1)"
+LOCKS_BEFORE="$(lock_files)"
 swap_in "$V1"
 start_bg backup_b -- backup --repo "$REPO" "$P"
 PBK=$BG_PID
-if wait_for_new_file "$PBK" "$LIST_BEFORE"; then
+if wait_for_lock "$PBK" "$LOCKS_BEFORE"; then
     kill -STOP "$PBK" 2>/dev/null
     pass
     start_bg prune_b -- prune --repo "$REPO"
@@ -193,12 +200,12 @@ if [ -n "${S3:-}" ] && [ -n "${EXPECT[$S3]+x}" ]; then
 fi
 
 IDS_BEFORE="$(lb_snapshot_ids "$REPO" | sort)"
-LIST_BEFORE="$(lb_repo_listing "$REPO" | cut -d' ' -f1)"
+LOCKS_BEFORE="$(lock_files)"
 swap_in "$V1"
 start_bg backup_c LIFEBOAT_LOCK_LEASE_SECONDS=2 -- backup --repo "$REPO" "$P"
 PBK=$BG_PID
-wait_for_new_file "$PBK" "$LIST_BEFORE"
-sleep 0.2
+wait_for_lock "$PBK" "$LOCKS_BEFORE"
+sleep 0.05
 kill -STOP "$PBK" 2>/dev/null
 if ! lb_is_running "$PBK"; then
     lb_wait_pid "$PBK" 5
@@ -231,6 +238,71 @@ else
     S5=$BACKUP_ID
     EXPECT[$S5]="$V1"
     lb_check "(c) after the next backup" "$REPO"
+fi
+
+# ---------------------------------------------------------------- (d) prune while a restore runs
+# V4: fresh data; W = V4 plus extra files whose names sort between V4's, so the packs of one
+# backup mix blobs of both; K = V4 alone. Forgetting W leaves mixed, partly used packs.
+V4="$LB_TMP/v4"
+make_tree "$V4" 96 8
+for ((i = 0; i < 8; i++)); do lb_big_rand_file "$V4/big/file-${i}x.bin" $((6 * 1048576)); done
+touch -d '2020-01-01 00:00:00' "$V4/big"
+backup_p "$V4"
+W=$BACKUP_ID
+rm -f "$V4"/big/file-*x.bin
+touch -d '2020-01-01 00:00:00' "$V4/big"
+backup_p "$V4"
+K=$BACKUP_ID
+EXPECT[$K]="$V4"
+forget_p "(d) prep"
+if [ -n "${EXPECT[$W]+x}" ]; then fail "(d) prep: forget --keep-last 1" "snapshot $W forgotten" "still listed"; fi
+lb "$OUT" "$ERR" prune --repo "$REPO" --dry-run
+lb_info "(d) prune --dry-run before the restore: $(lb_head "$OUT")"
+
+TARGET="$LB_TMP/restore-d"
+LOCKS_BEFORE="$(lock_files)"
+start_bg restore_d -- restore --repo "$REPO" "$K" --target "$TARGET"
+PRS=$BG_PID
+# pause it once it has begun: it holds a lock, or it has written something
+for ((i = 0; i < 5000; i++)); do
+    if [ "$(lock_files)" != "$LOCKS_BEFORE" ] || [ -n "$(ls -A "$TARGET" 2>/dev/null)" ]; then break; fi
+    lb_is_running "$PRS" || break
+    sleep 0.002
+done
+kill -STOP "$PRS" 2>/dev/null
+if ! lb_is_running "$PRS"; then
+    lb_wait_pid "$PRS" 5
+    fail "(d) setup" "the restore still running when paused" "it finished first (exit $LB_WAIT_RC)"
+else
+    pass
+    start_bg prune_d -- prune --repo "$REPO"
+    PPR=$BG_PID
+    for ((i = 0; i < 50; i++)); do lb_is_running "$PPR" || break; sleep 0.1; done
+    if lb_is_running "$PPR"; then
+        lb_info "(d) prune waits for the restore"
+        kill -CONT "$PRS" 2>/dev/null
+        lb_wait_pid "$PRS" "$LB_CMD_TIMEOUT"
+        RRS=$LB_WAIT_RC
+        lb_wait_pid "$PPR" "$LB_CMD_TIMEOUT"
+        assert_exit "(d) prune that waited for a restore" 0 "$LB_WAIT_RC" "$LB_TMP/prune_d.err"
+    else
+        lb_wait_pid "$PPR" 10
+        RPR=$LB_WAIT_RC
+        lb_info "(d) prune during restore: exit $RPR: stdout $(lb_head "$LB_TMP/prune_d.out"), stderr $(lb_head "$LB_TMP/prune_d.err")"
+        # refusing (11) is fine; going on (0) is fine only if the restore still succeeds
+        assert_exit "(d) prune while a restore runs" "0|11" "$RPR" "$LB_TMP/prune_d.err"
+        kill -CONT "$PRS" 2>/dev/null
+        lb_wait_pid "$PRS" "$LB_CMD_TIMEOUT"
+        RRS=$LB_WAIT_RC
+    fi
+    assert_exit "(d) restore that ran during prune" 0 "$RRS" "$LB_TMP/restore_d.err"
+    if [ "$RRS" -eq 0 ]; then
+        trees_equal "(d) restore that ran during prune" "$V4" "$TARGET"
+    fi
+    lb_check "(d)" "$REPO"
+    lb "$OUT" "$ERR" prune --repo "$REPO"
+    assert_exit "(d) prune after the restore" 0 "$LB_RC" "$ERR"
+    lb_info "(d) prune after the restore: $(lb_head "$OUT")"
 fi
 
 # ---------------------------------------------------------------- end: everything restores
