@@ -6,7 +6,8 @@
 # --read-data), keep the first snapshot restorable, leave no temp files, and leave nothing
 # that `prune` does not remove. After space is freed the next backups succeed. A sweep of
 # files sized just at and below the free space runs out of space at later stages too
-# (index, snapshot) with the same guarantees (ENOSPC_SWEEP_STEPS, default 48).
+# (index, snapshot) with the same guarantees (ENOSPC_SWEEP_STEPS, default 48). A restore into
+# a full target and a prune whose repack runs out of space fail cleanly too.
 # Needs root (mount).
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -153,5 +154,79 @@ lb_restore_check "end: first snapshot" "$REPO" "$ID1" "$SMALL"
 lb_restore_check "end: second snapshot" "$REPO" "$ID2" "$SMALL2"
 # the restore of the big tree goes to the local disk, not the tmpfs
 lb_restore_check "end: big snapshot" "$REPO" "$ID3" "$BIG"
+
+# ---------------------------------------------------------------- restore into a full target
+# 40 files of 1 MiB into an 8 MiB volume: exit 1, the lack of space said once, not once for
+# every file that came after it (at most 3 stderr lines)
+MANY="$LB_TMP/many"
+mkdir -p "$MANY"
+for ((i = 0; i < 40; i++)); do lb_rand_file "$MANY/file-$i" 1048576; done
+lb "$OUT" "$ERR" backup --repo "$REPO" "$MANY"
+assert_exit "backup of 40 files of 1 MiB" 0 "$LB_RC" "$ERR"
+ID_MANY="$(lb_last_line "$OUT")"
+TVOL="$LB_TMP/target-vol"
+mkdir -p "$TVOL"
+if mount -t tmpfs -o size=8m tmpfs "$TVOL"; then
+    LB_MOUNTS+=("$TVOL")
+    lb "$OUT" "$ERR" restore --repo "$REPO" "$ID_MANY" --target "$TVOL/restore"
+    assert_exit "restore of 40 MiB into an 8 MiB target volume" 1 "$LB_RC" "$ERR"
+    assert_file_match "restore into a full target: stderr mentions the lack of space" \
+        'no space|space left|ENOSPC|disk (is )?full|volume (is )?full|out of space|not enough space' "$ERR"
+    nlines="$(grep -cv '^[[:space:]]*$' "$ERR")"
+    if [ "$nlines" -le 3 ]; then pass; else
+        fail "restore into a full target: stderr" "the lack of space reported once (at most 3 lines)" \
+            "$nlines lines, first: $(head -n 1 "$ERR"), last: $(tail -n 1 "$ERR")"
+    fi
+    lb_info "restore into a full target: $nlines stderr lines; stdout: $(lb_head "$OUT")"
+    umount "$TVOL"
+else
+    fail "mount tmpfs" "a second tmpfs at $TVOL" "mount failed"
+fi
+
+# ---------------------------------------------------------------- prune that runs out of space
+# K's blobs share packs with forgotten ones, so prune repacks them; with almost no free space
+# the repack fails. Prune must then fail cleanly (exit 1, one line) and leave every snapshot
+# restorable; with space again it must succeed.
+mount -o remount,size=400m "$VOL"
+REPO2="$VOL/repo2"
+lb "$OUT" "$ERR" init --repo "$REPO2"
+assert_exit "init of a second repository" 0 "$LB_RC" "$ERR"
+PT="$LB_TMP/prune-tree"
+mkdir -p "$PT/big"
+for ((i = 0; i < 8; i++)); do
+    lb_big_rand_file "$PT/big/file-$i.bin" $((5 * 1048576))
+    lb_big_rand_file "$PT/big/file-${i}x.bin" $((3 * 1048576))
+done
+touch -d '2020-01-01 00:00:00' "$PT/big"
+lb "$OUT" "$ERR" backup --repo "$REPO2" "$PT"
+assert_exit "prune case: backup with the extra files" 0 "$LB_RC" "$ERR"
+rm -f "$PT"/big/file-*x.bin
+touch -d '2020-01-01 00:00:00' "$PT/big"
+lb "$OUT" "$ERR" backup --repo "$REPO2" "$PT"
+assert_exit "prune case: backup without them" 0 "$LB_RC" "$ERR"
+K="$(lb_last_line "$OUT")"
+lb "$OUT" "$ERR" forget --repo "$REPO2" --keep-last 1
+assert_exit "prune case: forget --keep-last 1" 0 "$LB_RC" "$ERR"
+lb "$OUT" "$ERR" prune --repo "$REPO2" --dry-run
+lb_info "prune case, dry run: $(lb_head "$OUT")"
+# leave 1 MiB free
+USED_NOW="$(used_kib)"
+mount -o remount,size=$((USED_NOW + 1024))k "$VOL"
+lb "$OUT" "$ERR" prune --repo "$REPO2"
+assert_exit "prune with 1 MiB free (repack needs more)" 1 "$LB_RC" "$ERR"
+assert_one_line "prune out of space: stderr" "$ERR"
+assert_file_match "prune out of space: stderr mentions the lack of space" \
+    'no space|space left|ENOSPC|disk (is )?full|volume (is )?full|out of space|not enough space' "$ERR"
+lb_info "prune out of space: exit $LB_RC: $(lb_head "$ERR")"
+assert_eq "prune out of space: snapshots" "$K" "$(lb_snapshot_ids "$REPO2" | tr -d '\n')"
+lb_check "prune out of space" "$REPO2"
+lb_restore_check "prune out of space" "$REPO2" "$K" "$PT"
+lb_restore_check "prune out of space: the other repository" "$REPO" "$ID1" "$SMALL"
+mount -o remount,size=400m "$VOL"
+lb "$OUT" "$ERR" prune --repo "$REPO2"
+assert_exit "prune once there is room" 0 "$LB_RC" "$ERR"
+lb_info "prune once there is room: $(lb_head "$OUT")"
+lb_check "prune once there is room" "$REPO2"
+lb_restore_check "prune once there is room" "$REPO2" "$K" "$PT"
 
 lb_finish
