@@ -396,12 +396,14 @@ final class Archiver: @unchecked Sendable {
         while true {
             try applyStored(wait: false)
             condition.lock()
+            // Wait only while nothing can free a buffer yet; a batch stored since the
+            // `applyStored` above would otherwise be a missed wake-up.
+            while freeBuffers.isEmpty && stored.isEmpty { condition.wait() }
             if let buffer = freeBuffers.popLast() {
                 condition.unlock()
                 defer { nextSequence += 1 }
                 return ChunkBatch(sequence: nextSequence, buffer: buffer)
             }
-            condition.wait()
             condition.unlock()
         }
     }
@@ -558,8 +560,9 @@ final class Archiver: @unchecked Sendable {
         indexLock.unlock()
         let compressed = SlotArray<[UInt8]?>(count: fresh.count, initial: nil)
         let zstd = repository.zstd
+        let freshIndexes = fresh
         try parallelFor(fresh.count) { j in
-            let span = spans[fresh[j]]
+            let span = spans[freshIndexes[j]]
             compressed[j] = zstd.compress(UnsafeRawBufferPointer(rebasing: base.value[span.offset..<(span.offset + span.length)]))
         }
         batch.ids = (0..<spans.count).map { ids[$0] }

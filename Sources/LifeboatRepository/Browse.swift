@@ -1,4 +1,4 @@
-public import LifeboatCore
+import LifeboatCore
 
 /// One entry of a snapshot, with its path from the snapshot's root.
 public struct ListedEntry: Sendable {
@@ -21,10 +21,15 @@ public struct TreeChange: Sendable {
 /// Reads snapshot trees for `ls` and `diff`; loads the index once.
 public final class SnapshotBrowser {
     let reader: BlobReader
+    /// Held while browsing, so a prune cannot delete what is being read.
+    private let lock: RepositoryLock
 
     public init(repository: Repository) throws {
+        lock = try RepositoryLock.acquire(repository, operation: "browse", exclusive: false)
         reader = BlobReader(repository: repository, index: try repository.loadIndex())
     }
+
+    deinit { try? lock.release() }
 
     func nodes(_ tree: ObjectID) throws -> [Node] {
         try TreeFormat.decode(try reader.read(tree), id: tree)

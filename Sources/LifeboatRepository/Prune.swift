@@ -92,6 +92,10 @@ extension Repository {
         report.packsDeleted = delete.count + orphans.count + repack.count
         report.bytesFreed = (delete + orphans + repack).reduce(0) { $0 + (onDisk[$1] ?? 0) }
         if dryRun { return report }
+        if delete.isEmpty && repack.isEmpty && orphans.isEmpty {
+            report.tempFilesRemoved = try removeTempFiles()
+            return report
+        }
 
         // 1. Repack the used blobs of mostly-unused packs (each verified as it is read).
         var newPacks: [(id: ObjectID, entries: [PackEntry])] = []
@@ -146,13 +150,19 @@ extension Repository {
             CrashPoints.reached("prune.after-pack-delete")
         }
 
-        // Leftover temp files of interrupted writers (no live writer holds a lock now).
+        report.tempFilesRemoved = try removeTempFiles()
+        return report
+    }
+
+    /// Removes leftover temp files of interrupted writers (no live writer holds a lock now).
+    private func removeTempFiles() throws -> Int {
+        var removed = 0
         for dir in [paths.dataDir, paths.indexDir, paths.snapshotsDir] {
             for name in try Posix.listDirectory(dir) where name.starts(with: Array(RepositoryPaths.tempPrefix.utf8)) {
                 let path = dir + "/" + String(decoding: name, as: UTF8.self)
-                if unlink(path) == 0 { report.tempFilesRemoved += 1 }
+                if unlink(path) == 0 { removed += 1 }
             }
         }
-        return report
+        return removed
     }
 }

@@ -1,6 +1,7 @@
+import Foundation
 import Glibc
-import Synchronization
 public import LifeboatCore
+import Synchronization
 
 /// What a finished restore reports.
 public struct RestoreResult: Sendable {
@@ -23,9 +24,14 @@ extension Repository {
         progress: TransferProgress = TransferProgress()
     ) throws -> RestoreResult {
         try Repository.prepareTarget(target)
+        let lock = try RepositoryLock.acquire(self, operation: "restore", exclusive: false)
+        defer { try? lock.release() }
         let index = try loadIndex()
         let restorer = Restorer(repository: self, index: index, progress: progress)
-        defer { restorer.reader.closePacks() }
+        defer {
+            restorer.abandon()
+            restorer.reader.closePacks()
+        }
         let snapshot = record.snapshot
         let components = (subpath ?? "").split(separator: "/").map { Array($0.utf8) }
         var treeID = snapshot.treeID
@@ -91,36 +97,192 @@ extension Repository {
 }
 
 /// A file being restored: written under a temp name, renamed when all its blobs verified.
-private final class FileJob {
+///
+/// Shared by the walking thread and the workers: `remaining` and `error` are synchronized,
+/// everything else is set before the first chunk is queued.
+private final class FileJob: Sendable {
     let node: Node
     let finalPath: FSPath
     let tempPath: FSPath
     let fd: Int32
-    var remaining: Int
-    var error: LifeboatError?
+    let remaining: Atomic<Int>
+    let error = Mutex<LifeboatError?>(nil)
 
     init(node: Node, finalPath: FSPath, tempPath: FSPath, fd: Int32, remaining: Int) {
         self.node = node
         self.finalPath = finalPath
         self.tempPath = tempPath
         self.fd = fd
-        self.remaining = remaining
+        self.remaining = Atomic(remaining)
     }
 }
 
-/// Walks a snapshot's trees, creating entries and restoring file contents in parallel batches.
+/// One blob to read, verify and write at an offset of a file.
+private struct ChunkJob: Sendable {
+    let file: FileJob
+    let id: ObjectID
+    let offset: UInt64
+    let length: UInt32
+}
+
+/// Worker threads that restore file contents while the walking thread creates entries.
+///
+/// The walker queues chunks; it waits when too many bytes are queued or too many files are
+/// open, so memory and descriptors stay bounded. The worker that writes a file's last chunk
+/// completes the file: rename into place (or removal after a failure) and metadata.
+private final class RestoreWorkers: @unchecked Sendable {
+    static let threads = 4
+    static let maxQueuedBytes: UInt64 = 64 << 20
+    static let maxOpenFiles = 512
+
+    private let reader: BlobReader
+    private let progress: TransferProgress
+    private let isRoot: Bool
+    private let condition = NSCondition()
+    // Guarded by `condition`:
+    private var queue: [ChunkJob] = []
+    private var head = 0
+    private var queuedBytes: UInt64 = 0
+    private var openFiles = 0
+    private var closing = false
+    private var running = 0
+    // Guarded by `results`:
+    let results = Mutex(RestoreResult())
+    /// The first failure to write into the target (no space, read-only, I/O error): it stops
+    /// the whole restore, since every later file would fail the same way.
+    let fatal = Mutex<LifeboatError?>(nil)
+
+    init(reader: BlobReader, progress: TransferProgress, isRoot: Bool) {
+        self.reader = reader
+        self.progress = progress
+        self.isRoot = isRoot
+        running = RestoreWorkers.threads
+        for _ in 0..<RestoreWorkers.threads {
+            Thread { [self] in work() }.start()
+        }
+    }
+
+    /// Throws the fatal target error, if one happened.
+    func checkFatal() throws {
+        if let error = fatal.withLock({ $0 }) { throw error }
+    }
+
+    /// Counts a newly opened file, waiting while too many are open.
+    func fileOpened() {
+        condition.lock()
+        while openFiles >= RestoreWorkers.maxOpenFiles { condition.wait() }
+        openFiles += 1
+        condition.unlock()
+    }
+
+    /// Counts a file as closed without completing it.
+    func fileClosed() {
+        condition.lock()
+        openFiles -= 1
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Queues chunks, waiting while too many bytes are queued.
+    func enqueue(_ job: ChunkJob) {
+        condition.lock()
+        while queuedBytes >= RestoreWorkers.maxQueuedBytes { condition.wait() }
+        queue.append(job)
+        queuedBytes += UInt64(job.length)
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func take() -> ChunkJob? {
+        condition.lock()
+        defer { condition.unlock() }
+        while head == queue.count && !closing { condition.wait() }
+        guard head < queue.count else { return nil }
+        let job = queue[head]
+        head += 1
+        if head > 4096 && head * 2 > queue.count {
+            queue.removeFirst(head)
+            head = 0
+        }
+        queuedBytes -= UInt64(job.length)
+        condition.broadcast()
+        return job
+    }
+
+    private func work() {
+        while let job = take() {
+            if let stop = fatal.withLock({ $0 }) {
+                job.file.error.withLock { if $0 == nil { $0 = stop } }
+            } else {
+                do {
+                    let plain = try reader.read(job.id)
+                    let code = plain.withUnsafeBytes { Posix.pwrite(job.file.fd, $0, offset: job.offset) }
+                    if code != 0 {
+                        let failure = ioError(code, "writing", job.file.finalPath.string)
+                        fatal.withLock { if $0 == nil { $0 = failure } }
+                        throw failure
+                    }
+                    progress.bytes.add(UInt64(plain.count), ordering: .relaxed)
+                } catch {
+                    let failure = error as? LifeboatError ?? LifeboatError(.operationFailed, "\(error)")
+                    job.file.error.withLock { if $0 == nil { $0 = failure } }
+                }
+            }
+            if job.file.remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { complete(job.file) }
+        }
+        condition.lock()
+        running -= 1
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Renames a fully verified file into place and applies its metadata; removes a failed one.
+    func complete(_ file: FileJob) {
+        close(file.fd)
+        defer { fileClosed() }
+        if let error = file.error.withLock({ $0 }) {
+            _ = file.tempPath.withCString { unlink($0) }
+            // After a fatal target error the restore stops with that one error; no list of victims.
+            if fatal.withLock({ $0 }) == nil {
+                results.withLock { $0.failures.append((file.finalPath.string, error)) }
+            }
+            return
+        }
+        do {
+            let renamed = file.tempPath.withCString { from in file.finalPath.withCString { rename(from, $0) } }
+            if renamed != 0 { throw ioError(errno, "renaming into place", file.finalPath.string) }
+            try FileMetadata.apply(file.node, to: file.finalPath, isRoot: isRoot)
+        } catch {
+            let failure = error as? LifeboatError ?? LifeboatError(.operationFailed, "\(error)")
+            fatal.withLock { if $0 == nil { $0 = failure } }
+            _ = file.finalPath.withCString { unlink($0) }
+            return
+        }
+        results.withLock {
+            $0.files += 1
+            $0.bytes += file.node.size
+        }
+        progress.files.add(1, ordering: .relaxed)
+    }
+
+    /// Waits until every queued chunk is written and every file completed, then stops the threads.
+    func finish() {
+        condition.lock()
+        closing = true
+        condition.broadcast()
+        while running > 0 { condition.wait() }
+        condition.unlock()
+    }
+}
+
+/// Walks a snapshot's trees, creating entries, while `RestoreWorkers` fill in file contents.
 private final class Restorer {
     let repository: Repository
     let reader: BlobReader
     let progress: TransferProgress
     let isRoot = geteuid() == 0
-    var result = RestoreResult()
-
-    static let batchBytes: UInt64 = 64 << 20
-    static let batchFiles = 256
-    private var openFiles: [FileJob] = []
-    private var jobs: [(file: FileJob, id: ObjectID, offset: UInt64)] = []
-    private var jobBytes: UInt64 = 0
+    private let workers: RestoreWorkers
+    private var counts = RestoreResult()
     private var directories: [(path: FSPath, node: Node)] = []
     private var firstLinks: [HardLinkKey: FSPath] = [:]
     private var links: [(existing: FSPath, new: FSPath, node: Node)] = []
@@ -134,6 +296,17 @@ private final class Restorer {
         self.repository = repository
         self.reader = BlobReader(repository: repository, index: index)
         self.progress = progress
+        workers = RestoreWorkers(reader: reader, progress: progress, isRoot: isRoot)
+    }
+
+    /// Everything restored so far, with the workers' files and failures.
+    var result: RestoreResult {
+        var merged = counts
+        let fromWorkers = workers.results.withLock { $0 }
+        merged.files += fromWorkers.files
+        merged.bytes += fromWorkers.bytes
+        merged.failures = fromWorkers.failures + counts.failures
+        return merged
     }
 
     func restoreTree(_ id: ObjectID, at directory: FSPath) throws {
@@ -151,7 +324,7 @@ private final class Restorer {
             if path.withCString({ mkdir($0, 0o700) }) != 0 { throw ioError(errno, "creating directory", path.string) }
             try restoreTree(node.subtree!, at: path)
             directories.append((path, node))
-            result.directories += 1
+            counts.directories += 1
         case .file:
             if node.links > 1 {
                 let key = HardLinkKey(device: node.device, inode: node.inode)
@@ -166,7 +339,7 @@ private final class Restorer {
             let created = path.withCString { cPath in FSPath(bytes: node.linkTarget).withCString { symlink($0, cPath) } }
             if created != 0 { throw ioError(errno, "creating symlink", path.string) }
             try FileMetadata.apply(node, to: path, isRoot: isRoot)
-            result.otherEntries += 1
+            counts.otherEntries += 1
         case .fifo, .characterDevice, .blockDevice, .socket:
             let type: mode_t = switch node.kind {
             case .fifo: S_IFIFO
@@ -175,99 +348,66 @@ private final class Restorer {
             default: S_IFSOCK
             }
             if path.withCString({ mknod($0, type | 0o600, dev_t(node.rdev)) }) != 0 {
-                result.failures.append((path.string, ioError(errno, "creating special file", path.string)))
+                counts.failures.append((path.string, ioError(errno, "creating special file", path.string)))
                 return
             }
             try FileMetadata.apply(node, to: path, isRoot: isRoot)
-            result.otherEntries += 1
+            counts.otherEntries += 1
         }
     }
 
     private func startFile(_ node: Node, at path: FSPath) throws {
-        let temp = FSPath(bytes: Array(path.bytes.dropLast(path.lastComponent.count)) + Array(".lifeboat-restore-\(ObjectID.random().short)".utf8))
+        let directory = Array(path.bytes.dropLast(path.lastComponent.count))
+        let temp = FSPath(bytes: directory + Array(".lifeboat-restore-\(ObjectID.random().short)".utf8))
+        try workers.checkFatal()
+        workers.fileOpened()
         let fd = temp.withCString { open($0, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
-        if fd < 0 { throw ioError(errno, "creating", path.string) }
+        if fd < 0 {
+            let error = ioError(errno, "creating", path.string)
+            workers.fileClosed()
+            throw error
+        }
         if ftruncate(fd, off_t(node.size)) != 0 {
             let error = ioError(errno, "sizing", path.string)
             close(fd)
             _ = temp.withCString { unlink($0) }
+            workers.fileClosed()
             throw error
         }
         let blobs = node.content.reduce(0) { count, piece in if case .blob = piece { count + 1 } else { count } }
         let job = FileJob(node: node, finalPath: path, tempPath: temp, fd: fd, remaining: blobs)
-        openFiles.append(job)
+        if blobs == 0 {
+            workers.complete(job)
+            return
+        }
         var offset: UInt64 = 0
         for piece in node.content {
             if case .blob(let id, let length) = piece {
-                jobs.append((job, id, offset))
-                jobBytes += UInt64(length)
-                if jobBytes >= Restorer.batchBytes { try runBatch() }
+                workers.enqueue(ChunkJob(file: job, id: id, offset: offset, length: length))
             }
             offset += piece.length
         }
-        if openFiles.count >= Restorer.batchFiles { try runBatch() }
     }
 
-    /// Reads, verifies and writes every queued blob on all cores, then completes finished files.
-    private func runBatch() throws {
-        let batch = jobs
-        jobs.removeAll(keepingCapacity: true)
-        jobBytes = 0
-        let errors = SlotArray<LifeboatError?>(count: batch.count, initial: nil)
-        let work = UncheckedBox(batch.map { ($0.file.fd, $0.id, $0.offset, $0.file.finalPath.string) })
-        let reader = self.reader
-        let progress = self.progress
-        try parallelFor(batch.count) { i in
-            let (fd, id, offset, path) = work.value[i]
-            do {
-                let plain = try reader.read(id)
-                let code = plain.withUnsafeBytes { Posix.pwrite(fd, $0, offset: offset) }
-                if code != 0 { throw ioError(code, "writing", path) }
-                progress.bytes.add(UInt64(plain.count), ordering: .relaxed)
-            } catch let error as LifeboatError {
-                errors[i] = error
-            }
-        }
-        for (i, job) in batch.enumerated() {
-            job.file.remaining -= 1
-            if let error = errors[i], job.file.error == nil { job.file.error = error }
-        }
-        var stillOpen: [FileJob] = []
-        for file in openFiles {
-            if file.remaining == 0 { try complete(file) } else { stillOpen.append(file) }
-        }
-        openFiles = stillOpen
-    }
-
-    /// Renames a fully verified file into place and applies its metadata; removes a failed one.
-    private func complete(_ file: FileJob) throws {
-        close(file.fd)
-        if let error = file.error {
-            _ = file.tempPath.withCString { unlink($0) }
-            result.failures.append((file.finalPath.string, error))
-            return
-        }
-        let renamed = file.tempPath.withCString { from in file.finalPath.withCString { rename(from, $0) } }
-        if renamed != 0 { throw ioError(errno, "renaming into place", file.finalPath.string) }
-        try FileMetadata.apply(file.node, to: file.finalPath, isRoot: isRoot)
-        result.files += 1
-        result.bytes += file.node.size
-        progress.files.add(1, ordering: .relaxed)
-    }
-
-    /// Restores what is still queued, then hard links, then directory metadata (deepest first).
+    /// Waits for the workers, then makes hard links and sets directory metadata (deepest first).
     func finish() throws {
-        try runBatch()
+        workers.finish()
+        try workers.checkFatal()
         for link in links {
             let made = link.existing.withCString { from in link.new.withCString { Glibc.link(from, $0) } }
             if made != 0 {
-                result.failures.append((link.new.string, ioError(errno, "linking to \(link.existing)", link.new.string)))
+                counts.failures.append((link.new.string, ioError(errno, "linking to \(link.existing)", link.new.string)))
                 continue
             }
-            result.files += 1
+            counts.files += 1
         }
         for directory in directories {
             try FileMetadata.apply(directory.node, to: directory.path, isRoot: isRoot)
         }
+    }
+
+    /// Stops the workers after a failure of the walk.
+    func abandon() {
+        workers.finish()
     }
 }

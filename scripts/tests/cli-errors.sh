@@ -14,10 +14,12 @@ SRC="$LB_TMP/src"
 # words a message uses when it says what to do
 HINT_RE='use |run |pass |give |set |create|choose|pick|remove|delete|empty|specify|check|try|restore|point|list|see |make|free|wait|ask|add |upgrade|--'
 
-# state_of PATH: a listing that changes when anything below PATH changes
+# state_of PATH: a listing that changes when anything below PATH changes. The mtime of a
+# repository's locks/ directory is left out: read commands take and release a shared lock,
+# which changes it; a lock file left behind still shows.
 state_of() {
     if [ -d "$1" ]; then
-        (cd "$1" && find . -printf '%P %y %s %m %T@\n' | LC_ALL=C sort)
+        (cd "$1" && find . ! -path ./locks -printf '%P %y %s %m %T@\n' | LC_ALL=C sort)
     elif [ -e "$1" ] || [ -L "$1" ]; then
         stat -c '%F %s %a %Y' "$1"
     else
