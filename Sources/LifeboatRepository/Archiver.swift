@@ -84,8 +84,8 @@ final class Archiver: @unchecked Sendable {
     let progress: TransferProgress
     let warn: @Sendable (String) -> Void
 
-    static let bufferSize = 8 << 20
-    static let bufferCount = 4
+    static let bufferSize = 4 << 20
+    static let bufferCount = 8
     private let condition = NSCondition()
     // Guarded by `condition`:
     private var freeBuffers: [UnsafeMutableRawBufferPointer] = []
@@ -548,25 +548,30 @@ final class Archiver: @unchecked Sendable {
         let base = UncheckedBox(batch.buffer)
         let spans = batch.spans
         let ids = SlotArray(count: spans.count, initial: ObjectID(w0: 0, w1: 0, w2: 0, w3: 0))
-        try parallelFor(spans.count) { i in
-            ids[i] = ObjectID.hash(UnsafeRawBufferPointer(rebasing: base.value[spans[i].offset..<(spans[i].offset + spans[i].length)]))
-        }
-        var fresh: [Int] = []
-        indexLock.lock()
-        for i in 0..<spans.count where !index.contains(ids[i]) && !pending.contains(ids[i]) {
-            pending.insert(ids[i])
-            fresh.append(i)
-        }
-        indexLock.unlock()
-        let compressed = SlotArray<[UInt8]?>(count: fresh.count, initial: nil)
+        let isFresh = SlotArray(count: spans.count, initial: false)
+        let compressed = SlotArray<[UInt8]?>(count: spans.count, initial: nil)
         let zstd = repository.zstd
-        let freshIndexes = fresh
-        try parallelFor(fresh.count) { j in
-            let span = spans[freshIndexes[j]]
-            compressed[j] = zstd.compress(UnsafeRawBufferPointer(rebasing: base.value[span.offset..<(span.offset + span.length)]))
+        // One pass per chunk: hash, claim it if nobody has it yet, compress what was claimed.
+        try parallelFor(spans.count) { [self] i in
+            let bytes = UnsafeRawBufferPointer(rebasing: base.value[spans[i].offset..<(spans[i].offset + spans[i].length)])
+            let id = ObjectID.hash(bytes)
+            ids[i] = id
+            if claim(id) {
+                isFresh[i] = true
+                compressed[i] = zstd.compress(bytes)
+            }
         }
         batch.ids = (0..<spans.count).map { ids[$0] }
-        return CompressedBatch(batch: batch, fresh: fresh, compressed: (0..<fresh.count).map { compressed[$0] })
+        let fresh = (0..<spans.count).filter { isFresh[$0] }
+        return CompressedBatch(batch: batch, fresh: fresh, compressed: fresh.map { compressed[$0] })
+    }
+
+    /// True if `id` is neither indexed nor already being stored; it is then pending until
+    /// its pack is indexed.
+    private func claim(_ id: ObjectID) -> Bool {
+        indexLock.lock()
+        defer { indexLock.unlock() }
+        return !index.contains(id) && pending.insert(id).inserted
     }
 
     private func write(_ work: CompressedBatch) throws {

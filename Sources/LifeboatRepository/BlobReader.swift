@@ -54,10 +54,13 @@ final class BlobReader: Sendable {
     func read(_ id: ObjectID, at location: BlobLocation) throws -> [UInt8] {
         let fd = try descriptor(for: location.pack)
         let packName = index.packs[Int(location.pack)].hex
-        var stored = [UInt8](repeating: 0, count: Int(location.length))
-        let got = stored.withUnsafeMutableBytes { Posix.pread(fd, $0, offset: UInt64(location.offset)) }
+        var got = 0
+        let stored = [UInt8](unsafeUninitializedCapacity: Int(location.length)) { buffer, initialized in
+            got = Posix.pread(fd, UnsafeMutableRawBufferPointer(buffer), offset: UInt64(location.offset))
+            initialized = max(got, 0)
+        }
         if got < 0 { throw ioError(Int32(-got), "reading", "pack \(packName)") }
-        guard got == stored.count else {
+        guard got == Int(location.length) else {
             throw LifeboatError(.integrity, "pack \(packName) is truncated: blob \(id.hex) ends past its end")
         }
         return try BlobReader.decode(stored, id: id, location: location, zstd: repository.zstd, packName: packName)
@@ -69,10 +72,10 @@ final class BlobReader: Sendable {
     {
         var plain = stored
         if location.compressed {
-            plain = [UInt8](repeating: 0, count: Int(location.rawLength))
             do {
-                try stored.withUnsafeBytes { source in
-                    try plain.withUnsafeMutableBytes { try zstd.decompress(source, into: $0) }
+                plain = try [UInt8](unsafeUninitializedCapacity: Int(location.rawLength)) { buffer, initialized in
+                    try stored.withUnsafeBytes { try zstd.decompress($0, into: UnsafeMutableRawBufferPointer(buffer)) }
+                    initialized = buffer.count
                 }
             } catch let error as LifeboatError {
                 throw LifeboatError(.integrity, "blob \(id.hex) in pack \(packName) is damaged: \(error.message)")

@@ -133,9 +133,12 @@ extension Repository {
         let zstd = self.zstd
         try? parallelFor(trailer.count) { i in
             let entry = trailer[i]
-            var stored = [UInt8](repeating: 0, count: Int(entry.length))
-            let got = stored.withUnsafeMutableBytes { Posix.pread(fd, $0, offset: UInt64(entry.offset)) }
-            guard got == stored.count else {
+            var got = 0
+            let stored = [UInt8](unsafeUninitializedCapacity: Int(entry.length)) { buffer, initialized in
+                got = Posix.pread(fd, UnsafeMutableRawBufferPointer(buffer), offset: UInt64(entry.offset))
+                initialized = max(got, 0)
+            }
+            guard got == Int(entry.length) else {
                 found[i] = "pack \(pack.hex): blob \(entry.id.hex) could not be read"
                 return
             }
