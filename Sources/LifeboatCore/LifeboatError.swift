@@ -31,7 +31,8 @@ public struct LifeboatError: Error, Sendable, CustomStringConvertible {
     public var hint: String?
     public var underlying: (any Error & Sendable)?
 
-    public init(_ kind: FailureKind, _ message: String, hint: String? = nil, underlying: (any Error & Sendable)? = nil) {
+    public init(_ kind: FailureKind, _ message: String, hint: String? = nil, underlying: (any Error & Sendable)? = nil)
+    {
         self.kind = kind
         self.message = message
         self.hint = hint

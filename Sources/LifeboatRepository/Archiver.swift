@@ -125,7 +125,9 @@ final class Archiver: @unchecked Sendable {
         let inode: UInt64
     }
 
-    init(repository: Repository, index: BlobIndex, progress: TransferProgress, warn: @escaping @Sendable (String) -> Void) throws {
+    init(
+        repository: Repository, index: BlobIndex, progress: TransferProgress, warn: @escaping @Sendable (String) -> Void
+    ) throws {
         self.repository = repository
         self.index = index
         self.reader = BlobReader(repository: repository, index: index)
@@ -259,7 +261,9 @@ final class Archiver: @unchecked Sendable {
     /// arrive while earlier ones are cut and hashed.
     private func prefetch(_ directory: FSPath, _ names: ArraySlice<[UInt8]>) {
         for name in names {
-            let fd = directory.appending(name).withCString { Glibc.open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK) }
+            let fd = directory.appending(name).withCString {
+                Glibc.open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+            }
             if fd < 0 { continue }
             posix_fadvise(fd, 0, 1 << 20, POSIX_FADV_WILLNEED)
             close(fd)
@@ -300,7 +304,8 @@ final class Archiver: @unchecked Sendable {
                     work.node.content.append(.hole(length: region.start - total))
                     total = region.start
                 }
-                total += try readRegion(descriptor, start: region.start, length: region.end - region.start, path: path, into: work)
+                total += try readRegion(
+                    descriptor, start: region.start, length: region.end - region.start, path: path, into: work)
             }
             if total < size {
                 work.node.content.append(.hole(length: size - total))
@@ -333,13 +338,17 @@ final class Archiver: @unchecked Sendable {
 
     /// Reads `length` bytes from `start` into batches, cutting chunks as it goes; returns
     /// the bytes read (fewer if the file shrank meanwhile).
-    private func readRegion(_ fd: Int32, start: UInt64, length: UInt64, path: FSPath, into work: FileWork) throws -> UInt64 {
+    private func readRegion(
+        _ fd: Int32, start: UInt64, length: UInt64, path: FSPath, into work: FileWork
+    ) throws -> UInt64 {
         var position = start
         var end = start + length
         var batch = try currentBatch()
         var cutStart = batch.used
         while true {
-            while let cut = repository.chunker.nextCut(UnsafeRawBufferPointer(rebasing: batch.buffer[cutStart..<batch.used])) {
+            while let cut = repository.chunker.nextCut(
+                UnsafeRawBufferPointer(rebasing: batch.buffer[cutStart..<batch.used]))
+            {
                 addChunk(work, batch: batch, offset: cutStart, length: cut)
                 cutStart += cut
             }
@@ -478,7 +487,8 @@ final class Archiver: @unchecked Sendable {
                     nodes.append(node)
                 case .directory(var node, let child):
                     guard let treeID = child.treeID else {
-                        throw LifeboatError(.operationFailed, "internal error: a subdirectory finished after its parent")
+                        throw LifeboatError(
+                            .operationFailed, "internal error: a subdirectory finished after its parent")
                     }
                     node.subtree = treeID
                     nodes.append(node)
@@ -553,7 +563,8 @@ final class Archiver: @unchecked Sendable {
         let zstd = repository.zstd
         // One pass per chunk: hash, claim it if nobody has it yet, compress what was claimed.
         try parallelFor(spans.count) { [self] i in
-            let bytes = UnsafeRawBufferPointer(rebasing: base.value[spans[i].offset..<(spans[i].offset + spans[i].length)])
+            let bytes = UnsafeRawBufferPointer(
+                rebasing: base.value[spans[i].offset..<(spans[i].offset + spans[i].length)])
             let id = ObjectID.hash(bytes)
             ids[i] = id
             if claim(id) {
@@ -596,10 +607,14 @@ final class Archiver: @unchecked Sendable {
     private func storeBlob(_ id: ObjectID, type: BlobType, raw: UnsafeRawBufferPointer, compressed: [UInt8]?) throws {
         let writer: PackWriter
         if type == .data {
-            if dataPack == nil { dataPack = try PackWriter(repository: repository.paths, syscalls: repository.syscalls) }
+            if dataPack == nil {
+                dataPack = try PackWriter(repository: repository.paths, syscalls: repository.syscalls)
+            }
             writer = dataPack!
         } else {
-            if treePack == nil { treePack = try PackWriter(repository: repository.paths, syscalls: repository.syscalls) }
+            if treePack == nil {
+                treePack = try PackWriter(repository: repository.paths, syscalls: repository.syscalls)
+            }
             writer = treePack!
         }
         if let compressed {

@@ -68,16 +68,20 @@ extension Repository {
     ) throws -> BackupResult {
         var rootStat = stat()
         guard stat(source, &rootStat) == 0 else {
-            throw LifeboatError(.badInput, "cannot back up \(source): \(errnoText(errno))", hint: "give an existing directory")
+            throw LifeboatError(
+                .badInput, "cannot back up \(source): \(errnoText(errno))", hint: "give an existing directory")
         }
         guard (rootStat.st_mode & S_IFMT) == S_IFDIR else {
-            throw LifeboatError(.badInput, "cannot back up \(source): not a directory", hint: "give the data directory to back up")
+            throw LifeboatError(
+                .badInput, "cannot back up \(source): not a directory", hint: "give the data directory to back up")
         }
-        let absolute = realpath(source, nil).map { pointer -> String in
-            defer { free(pointer) }
-            return String(cString: pointer)
-        } ?? source
-        let lock = try RepositoryLock.acquire(self, operation: "backup", exclusive: false, wait: options.lockWait, epoch: options.epoch, warn: warn)
+        let absolute =
+            realpath(source, nil).map { pointer -> String in
+                defer { free(pointer) }
+                return String(cString: pointer)
+            } ?? source
+        let lock = try RepositoryLock.acquire(
+            self, operation: "backup", exclusive: false, wait: options.lockWait, epoch: options.epoch, warn: warn)
         defer { try? lock.release() }
         let index = try loadIndex()
         let parent = try findParent(options: options, path: absolute, warn: warn)
@@ -92,14 +96,16 @@ extension Repository {
         do {
             treeID = try archiver.archive(FSPath(absolute), parentNodes: parentNodes)
         } catch let error as SourceUnreadable {
-            throw LifeboatError(.badInput, "cannot back up \(absolute): \(error.message)", hint: "run as a user that can read it")
+            throw LifeboatError(
+                .badInput, "cannot back up \(absolute): \(error.message)", hint: "run as a user that can read it")
         }
         let packs = try archiver.finish()
         try lock.ensureHeld()
         if !packs.isEmpty { try writeIndex(packs) }
         var rootXattrs: [String: String]?
         if let xattrs = try? FileMetadata.xattrs(FSPath(absolute)), !xattrs.isEmpty {
-            rootXattrs = Dictionary(uniqueKeysWithValues: xattrs.map { (String(decoding: $0.name, as: UTF8.self), Hex.encode($0.value)) })
+            rootXattrs = Dictionary(
+                uniqueKeysWithValues: xattrs.map { (String(decoding: $0.name, as: UTF8.self), Hex.encode($0.value)) })
         }
         var stats = archiver.stats
         stats.durationSeconds = monotonicSeconds() - started
@@ -124,7 +130,8 @@ extension Repository {
             return try resolveSnapshot(reference)
         case .automatic:
             return try listSnapshots().last {
-                $0.snapshot.host == options.host && $0.snapshot.workload == options.workload && $0.snapshot.paths == [path]
+                $0.snapshot.host == options.host && $0.snapshot.workload == options.workload
+                    && $0.snapshot.paths == [path]
             }
         }
     }
@@ -134,4 +141,3 @@ extension Repository {
 public enum LifeboatVersion {
     public static let string = "lifeboat 0.1.0"
 }
-

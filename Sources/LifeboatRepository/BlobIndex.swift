@@ -81,7 +81,8 @@ public final class BlobIndex: @unchecked Sendable {
         let slot = storage + index * BlobIndex.slotSize
         let packed = slot.load(fromByteOffset: 40, as: UInt32.self)
         return BlobLocation(
-            pack: slot.load(fromByteOffset: 32, as: UInt32.self), offset: slot.load(fromByteOffset: 36, as: UInt32.self),
+            pack: slot.load(fromByteOffset: 32, as: UInt32.self),
+            offset: slot.load(fromByteOffset: 36, as: UInt32.self),
             length: packed & BlobIndex.lengthMask, rawLength: slot.load(fromByteOffset: 44, as: UInt32.self),
             type: packed & BlobIndex.flagTree != 0 ? .tree : .data, compressed: packed & BlobIndex.flagCompressed != 0)
     }

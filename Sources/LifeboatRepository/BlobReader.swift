@@ -17,7 +17,7 @@ final class BlobReader: Sendable {
     }
 
     deinit {
-        openPacks.withLock { packs in packs.values.forEach { close($0) } }
+        openPacks.withLock { packs in for fd in packs.values { close(fd) } }
     }
 
     private func descriptor(for pack: UInt32) throws -> Int32 {
@@ -37,7 +37,7 @@ final class BlobReader: Sendable {
     /// Closes every cached pack descriptor (call between phases that touch many packs).
     func closePacks() {
         openPacks.withLock { packs in
-            packs.values.forEach { close($0) }
+            for fd in packs.values { close(fd) }
             packs.removeAll()
         }
     }
@@ -45,7 +45,8 @@ final class BlobReader: Sendable {
     /// Reads blob `id` and verifies its SHA-256; throws naming the blob and pack otherwise.
     func read(_ id: ObjectID) throws -> [UInt8] {
         guard let location = index.lookup(id) else {
-            throw LifeboatError(.integrity, "blob \(id.hex) is not in the index",
+            throw LifeboatError(
+                .integrity, "blob \(id.hex) is not in the index",
                 hint: "run `lifeboat check`; the repository is missing data")
         }
         return try read(id, at: location)
@@ -67,7 +68,9 @@ final class BlobReader: Sendable {
     }
 
     /// Decompresses (when needed) and verifies a stored blob.
-    static func decode(_ stored: [UInt8], id: ObjectID, location: BlobLocation, zstd: Zstd, packName: String) throws
+    static func decode(
+        _ stored: [UInt8], id: ObjectID, location: BlobLocation, zstd: Zstd, packName: String
+    ) throws
         -> [UInt8]
     {
         var plain = stored
@@ -84,7 +87,8 @@ final class BlobReader: Sendable {
             throw LifeboatError(.integrity, "blob \(id.hex) in pack \(packName) has the wrong length")
         }
         guard ObjectID.hash(plain) == id else {
-            throw LifeboatError(.integrity, "blob \(id.hex) in pack \(packName) is damaged: checksum mismatch",
+            throw LifeboatError(
+                .integrity, "blob \(id.hex) in pack \(packName) is damaged: checksum mismatch",
                 hint: "run `lifeboat check --read-data` to find all damage")
         }
         return plain

@@ -41,7 +41,9 @@ public final class SnapshotBrowser {
         var prefix = "/"
         for component in (subpath ?? "").split(separator: "/") {
             guard let node = try nodes(tree).first(where: { $0.name == Array(component.utf8) }) else {
-                throw LifeboatError(.badInput, "snapshot \(snapshot.id.short) has no \(subpath!)", hint: "list the snapshot without a path first")
+                throw LifeboatError(
+                    .badInput, "snapshot \(snapshot.id.short) has no \(subpath!)",
+                    hint: "list the snapshot without a path first")
             }
             guard let subtree = node.subtree else {
                 try body(ListedEntry(path: prefix + node.nameString, node: node))

@@ -53,7 +53,8 @@ struct ByteReader {
 
     private mutating func need(_ count: Int) throws {
         guard count >= 0, count <= remaining else {
-            throw LifeboatError(.integrity, "\(context) is truncated or damaged (needs \(count) bytes at offset \(offset))")
+            throw LifeboatError(
+                .integrity, "\(context) is truncated or damaged (needs \(count) bytes at offset \(offset))")
         }
     }
 

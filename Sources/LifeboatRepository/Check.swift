@@ -1,5 +1,4 @@
 import Glibc
-import Synchronization
 public import LifeboatCore
 import Synchronization
 
@@ -55,11 +54,15 @@ extension Repository {
             report.errors.append("pack \(pack.hex) is named in the index but missing from data/")
         }
         for (pack, _) in onDisk where !index.knowsPack(pack) {
-            report.warnings.append("pack \(pack.hex) is not referenced by any index (left by an interrupted operation; `prune` removes it)")
+            report.warnings.append(
+                "pack \(pack.hex) is not referenced by any index (left by an interrupted operation; `prune` removes it)"
+            )
         }
         for dir in [paths.dataDir, paths.indexDir, paths.snapshotsDir] {
             for name in try Posix.listDirectory(dir) where name.starts(with: Array(RepositoryPaths.tempPrefix.utf8)) {
-                report.warnings.append("temp file \(dir)/\(String(decoding: name, as: UTF8.self)) left by an interrupted operation (`prune` removes it)")
+                report.warnings.append(
+                    "temp file \(dir)/\(String(decoding: name, as: UTF8.self)) left by an interrupted operation (`prune` removes it)"
+                )
             }
         }
 
@@ -85,12 +88,16 @@ extension Repository {
                         guard case .blob(let id, let length) = piece else { continue }
                         guard let location = index.lookup(id) else {
                             if missingData.insert(id).inserted {
-                                report.errors.append("snapshot \(record.id.short), file \(path)\(node.nameString): blob \(id.hex) is missing from the index")
+                                report.errors.append(
+                                    "snapshot \(record.id.short), file \(path)\(node.nameString): blob \(id.hex) is missing from the index"
+                                )
                             }
                             continue
                         }
                         if location.rawLength != length {
-                            report.errors.append("snapshot \(record.id.short), file \(path)\(node.nameString): blob \(id.hex) has length \(location.rawLength) in the index, \(length) in the tree")
+                            report.errors.append(
+                                "snapshot \(record.id.short), file \(path)\(node.nameString): blob \(id.hex) has length \(location.rawLength) in the index, \(length) in the tree"
+                            )
                         }
                     }
                 }
@@ -99,7 +106,8 @@ extension Repository {
 
         if readData {
             for pack in index.packs where onDisk[pack] != nil {
-                let problems = verifyPack(pack, size: onDisk[pack]!, indexed: indexedEntries[pack] ?? [], progress: progress)
+                let problems = verifyPack(
+                    pack, size: onDisk[pack]!, indexed: indexedEntries[pack] ?? [], progress: progress)
                 report.errors.append(contentsOf: problems)
                 report.bytesRead += onDisk[pack]!
             }
@@ -123,7 +131,9 @@ extension Repository {
         }
         var problems: [String] = []
         var header = [UInt8](repeating: 0, count: PackFormat.headerMagic.count)
-        if header.withUnsafeMutableBytes({ Posix.pread(fd, $0, offset: 0) }) != header.count || header != PackFormat.headerMagic {
+        if header.withUnsafeMutableBytes({ Posix.pread(fd, $0, offset: 0) }) != header.count
+            || header != PackFormat.headerMagic
+        {
             problems.append("pack \(pack.hex) has a damaged header")
         }
         if Set(trailer.map(\.id)) != Set(indexed.map(\.id)) || trailer.count != indexed.count {

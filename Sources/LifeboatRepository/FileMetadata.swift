@@ -45,7 +45,9 @@ enum FileMetadata {
         }
         if namesSize == 0 { return [] }
         var names = [UInt8](repeating: 0, count: namesSize)
-        let got = path.withCString { cPath in names.withUnsafeMutableBytes { lifeboat_llistxattr(cPath, $0.baseAddress, namesSize) } }
+        let got = path.withCString { cPath in
+            names.withUnsafeMutableBytes { lifeboat_llistxattr(cPath, $0.baseAddress, namesSize) }
+        }
         if got < 0 { throw ioError(errno, "listing xattrs of", path.string) }
         var result: [(name: [UInt8], value: [UInt8])] = []
         for name in names.prefix(got).split(separator: 0) {
@@ -57,7 +59,9 @@ enum FileMetadata {
                 throw ioError(errno, "reading xattr \(cName) of", path.string)
             }
             var value = [UInt8](repeating: 0, count: valueSize)
-            let read = path.withCString { cPath in value.withUnsafeMutableBytes { lifeboat_lgetxattr(cPath, cName, $0.baseAddress, valueSize) } }
+            let read = path.withCString { cPath in
+                value.withUnsafeMutableBytes { lifeboat_lgetxattr(cPath, cName, $0.baseAddress, valueSize) }
+            }
             if read < 0 { throw ioError(errno, "reading xattr \(cName) of", path.string) }
             result.append((nameBytes, Array(value.prefix(read))))
         }
@@ -68,7 +72,9 @@ enum FileMetadata {
     static func readlink(_ path: FSPath, size: Int) throws -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: max(size, 255) + 1)
         let got = path.withCString { cPath in
-            buffer.withUnsafeMutableBytes { Glibc.readlink(cPath, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
+            buffer.withUnsafeMutableBytes {
+                Glibc.readlink(cPath, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count)
+            }
         }
         if got < 0 { throw ioError(errno, "reading symlink", path.string) }
         return Array(buffer.prefix(got))

@@ -11,7 +11,9 @@ public struct RetentionPolicy: Sendable {
     public var yearly = 0
 
     public init(last: Int = 0, hourly: Int = 0, daily: Int = 0, weekly: Int = 0, monthly: Int = 0, yearly: Int = 0) {
-        (self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly) = (last, hourly, daily, weekly, monthly, yearly)
+        (self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly) = (
+            last, hourly, daily, weekly, monthly, yearly
+        )
     }
 
     public var isEmpty: Bool { last + hourly + daily + weekly + monthly + yearly == 0 }
@@ -67,8 +69,11 @@ extension Repository {
         warn: @escaping @Sendable (String) -> Void = { _ in }
     ) throws -> (decisions: [ForgetDecision], prune: PruneReport?) {
         guard !policy.isEmpty else {
-            throw LifeboatError(.badInput, "no retention policy given, so nothing would be kept",
-                hint: "pass at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly")
+            throw LifeboatError(
+                .badInput, "no retention policy given, so nothing would be kept",
+                hint:
+                    "pass at least one of --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, --keep-yearly"
+            )
         }
         let lock = try RepositoryLock.acquire(self, operation: "forget", exclusive: true, wait: lockWait, warn: warn)
         defer { try? lock.release() }
@@ -80,7 +85,8 @@ extension Repository {
         for (_, group) in groups.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
             let kept = policy.keep(group)
             for record in group {
-                decisions.append(ForgetDecision(record: record, keep: kept[record.id] != nil, reasons: kept[record.id] ?? []))
+                decisions.append(
+                    ForgetDecision(record: record, keep: kept[record.id] != nil, reasons: kept[record.id] ?? []))
             }
         }
         if dryRun { return (decisions, nil) }

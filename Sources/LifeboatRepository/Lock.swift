@@ -65,11 +65,14 @@ public final class RepositoryLock: Sendable {
         let deadline = monotonicSeconds() + wait
         var reportedStale = Set<ObjectID>()
         while true {
-            let lock = try RepositoryLock(repository: repository, operation: operation, exclusive: exclusive, epoch: epoch)
+            let lock = try RepositoryLock(
+                repository: repository, operation: operation, exclusive: exclusive, epoch: epoch)
             let others = try repository.listLocks().filter { $0.id != lock.id }
             for stale in others where stale.isStale() && !reportedStale.contains(stale.id) {
                 reportedStale.insert(stale.id)
-                warn("ignoring stale \(stale.summary), not refreshed for \(Int(Timestamp.now().seconds - stale.refreshed.seconds)) s (remove with `lifeboat unlock --remove-stale`)")
+                warn(
+                    "ignoring stale \(stale.summary), not refreshed for \(Int(Timestamp.now().seconds - stale.refreshed.seconds)) s (remove with `lifeboat unlock --remove-stale`)"
+                )
             }
             let conflicts = others.filter { !$0.isStale() && (exclusive || $0.info.exclusive) }
             if conflicts.isEmpty {
@@ -78,8 +81,11 @@ public final class RepositoryLock: Sendable {
             }
             try? lock.release()
             if monotonicSeconds() >= deadline {
-                throw LifeboatError(.locked, "repository \(repository.path) is locked: \(conflicts[0].summary)",
-                    hint: "wait for it to finish (or pass --lock-wait SECONDS); if it died, its lock goes stale after \(Int(conflicts[0].info.leaseSeconds)) s")
+                throw LifeboatError(
+                    .locked, "repository \(repository.path) is locked: \(conflicts[0].summary)",
+                    hint:
+                        "wait for it to finish (or pass --lock-wait SECONDS); if it died, its lock goes stale after \(Int(conflicts[0].info.leaseSeconds)) s"
+                )
             }
             usleep(UInt32(200_000 + Int.random(in: 0..<300_000)))
         }
@@ -96,7 +102,8 @@ public final class RepositoryLock: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         try repository.writeFileAtomically(
-            directory: repository.paths.locksDir, name: id.hex, bytes: Array(try encoder.encode(info)), crashPrefix: nil)
+            directory: repository.paths.locksDir, name: id.hex, bytes: Array(try encoder.encode(info)), crashPrefix: nil
+        )
     }
 
     private func startRefresher() {
@@ -139,7 +146,8 @@ public final class RepositoryLock: Sendable {
             return Posix.exists(repository.paths.lockPath(id))
         }
         guard ok else {
-            throw LifeboatError(.operationFailed,
+            throw LifeboatError(
+                .operationFailed,
                 "the \(info.operation) lost its repository lock: it was not refreshed within its \(Int(info.leaseSeconds)) s lease (process paused or volume unreachable), so it stops without committing",
                 hint: "run it again; `lifeboat prune` removes the data it left behind")
         }
@@ -176,10 +184,12 @@ extension Repository {
                 throw error
             }
             guard let info = try? JSONDecoder().decode(LockInfo.self, from: Data(bytes)) else {
-                throw LifeboatError(.integrity, "lock file \(path) is damaged", hint: "remove it by hand if no operation is running")
+                throw LifeboatError(
+                    .integrity, "lock file \(path) is damaged", hint: "remove it by hand if no operation is running")
             }
             return ObservedLock(
-                id: id, info: info, refreshed: Timestamp(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int32(st.st_mtim.tv_nsec)))
+                id: id, info: info,
+                refreshed: Timestamp(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int32(st.st_mtim.tv_nsec)))
         }
     }
 

@@ -145,7 +145,8 @@ final class PackWriter {
         let offset = size
         try write(bytes)
         entries.append(
-            PackEntry(id: id, type: type, compressed: compressed, offset: UInt32(offset),
+            PackEntry(
+                id: id, type: type, compressed: compressed, offset: UInt32(offset),
                 length: UInt32(bytes.count), rawLength: UInt32(rawLength)))
     }
 

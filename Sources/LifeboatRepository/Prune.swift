@@ -43,7 +43,8 @@ extension Repository {
         }
         let onDisk = try listPacks()
         for pack in packEntries.keys where onDisk[pack] == nil {
-            throw LifeboatError(.integrity, "pack \(pack.hex) is in the index but missing; prune stops without deleting anything",
+            throw LifeboatError(
+                .integrity, "pack \(pack.hex) is in the index but missing; prune stops without deleting anything",
                 hint: "run `lifeboat check` and repair the repository first")
         }
 
@@ -61,7 +62,9 @@ extension Repository {
                     for piece in node.content {
                         guard case .blob(let id, _) = piece else { continue }
                         guard index.contains(id) else {
-                            throw LifeboatError(.integrity, "snapshot \(record.id.short) needs blob \(id.hex), which is not indexed; prune stops without deleting anything",
+                            throw LifeboatError(
+                                .integrity,
+                                "snapshot \(record.id.short) needs blob \(id.hex), which is not indexed; prune stops without deleting anything",
                                 hint: "run `lifeboat check`")
                         }
                         used.insert(id)
@@ -112,11 +115,13 @@ extension Repository {
                 let compressed = entry.compressed ? plain.withUnsafeBytes { zstd.compress($0) } : nil
                 if let compressed {
                     try compressed.withUnsafeBytes {
-                        try writer!.append(id: entry.id, type: entry.type, compressed: true, bytes: $0, rawLength: plain.count)
+                        try writer!.append(
+                            id: entry.id, type: entry.type, compressed: true, bytes: $0, rawLength: plain.count)
                     }
                 } else {
                     try plain.withUnsafeBytes {
-                        try writer!.append(id: entry.id, type: entry.type, compressed: false, bytes: $0, rawLength: plain.count)
+                        try writer!.append(
+                            id: entry.id, type: entry.type, compressed: false, bytes: $0, rawLength: plain.count)
                     }
                 }
                 if writer!.size >= UInt64(config.packSize) {

@@ -39,7 +39,8 @@ public final class Repository: Sendable {
             let names = try Posix.listDirectory(path)
             guard names.isEmpty else {
                 if Posix.exists(paths.configPath) {
-                    throw LifeboatError(.badInput, "\(path) already holds a repository", hint: "use it as it is, or pick another path")
+                    throw LifeboatError(
+                        .badInput, "\(path) already holds a repository", hint: "use it as it is, or pick another path")
                 }
                 throw LifeboatError(.badInput, "\(path) is not empty", hint: "give a new or empty directory")
             }
@@ -61,14 +62,19 @@ public final class Repository: Sendable {
     }
 
     /// Opens the repository at `path`, checking its format version.
-    public static func open(at path: String, syscalls: any StorageSyscalls = SystemStorageSyscalls()) throws -> Repository {
+    public static func open(
+        at path: String, syscalls: any StorageSyscalls = SystemStorageSyscalls()
+    ) throws -> Repository {
         let paths = RepositoryPaths(root: path)
         var st = stat()
         guard stat(path, &st) == 0 else {
-            throw LifeboatError(.noRepository, "repository \(path) does not exist", hint: "create it with `lifeboat init --repo \(path)`")
+            throw LifeboatError(
+                .noRepository, "repository \(path) does not exist",
+                hint: "create it with `lifeboat init --repo \(path)`")
         }
         guard (st.st_mode & S_IFMT) == S_IFDIR, Posix.exists(paths.configPath) else {
-            throw LifeboatError(.noRepository, "\(path) is not a Lifeboat repository (no config file)",
+            throw LifeboatError(
+                .noRepository, "\(path) is not a Lifeboat repository (no config file)",
                 hint: "check the path, or create one with `lifeboat init`")
         }
         let config = try RepositoryConfig.decode(try Posix.readFile(paths.configPath), path: paths.configPath)
@@ -138,7 +144,8 @@ public final class Repository: Sendable {
     func readVerified(_ path: String, id: ObjectID, kind: String) throws -> [UInt8] {
         let bytes = try Posix.readFile(path)
         guard ObjectID.hash(bytes) == id else {
-            throw LifeboatError(.integrity, "\(kind) \(id.hex) is damaged: its contents do not match its id",
+            throw LifeboatError(
+                .integrity, "\(kind) \(id.hex) is damaged: its contents do not match its id",
                 hint: "run `lifeboat check --read-data`; remove or restore the file from a copy")
         }
         return bytes

@@ -51,13 +51,16 @@ public struct RepositoryConfig: Codable, Sendable, Equatable {
 
     static func decode(_ bytes: [UInt8], path: String) throws -> RepositoryConfig {
         let lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)
-        guard lines.count == 2, let digest = String(bytes: lines[1], encoding: .utf8), digest.hasPrefix("sha256:") else {
-            throw LifeboatError(.integrity, "\(path) is damaged: expected a JSON line and a sha256 line",
+        guard lines.count == 2, let digest = String(bytes: lines[1], encoding: .utf8), digest.hasPrefix("sha256:")
+        else {
+            throw LifeboatError(
+                .integrity, "\(path) is damaged: expected a JSON line and a sha256 line",
                 hint: "restore it from a copy of the repository")
         }
         let json = Array(lines[0])
         guard ObjectID.hash(json).hex == digest.dropFirst(7) else {
-            throw LifeboatError(.integrity, "\(path) is damaged: its checksum does not match",
+            throw LifeboatError(
+                .integrity, "\(path) is damaged: its checksum does not match",
                 hint: "restore it from a copy of the repository")
         }
         struct VersionOnly: Decodable { var version: Int }
@@ -65,7 +68,8 @@ public struct RepositoryConfig: Codable, Sendable, Equatable {
             throw LifeboatError(.noRepository, "\(path) is not a Lifeboat repository config")
         }
         guard version == currentVersion else {
-            throw LifeboatError(.unsupportedFormat,
+            throw LifeboatError(
+                .unsupportedFormat,
                 "repository format version \(version) is not supported by this lifeboat (it reads version \(currentVersion))",
                 hint: "use a lifeboat release that supports format \(version)")
         }
@@ -83,10 +87,10 @@ public struct RepositoryConfig: Codable, Sendable, Equatable {
     func validate(path: String) throws {
         let c = chunker
         guard c.min >= 64, c.min < c.average, c.average < c.max, c.average & (c.average - 1) == 0, c.max <= 16 << 20,
-            (1...22).contains(compression) || (-7...(-1)).contains(compression), packSize >= 1 << 20, packSize <= 256 << 20
+            (1...22).contains(compression) || (-7...(-1)).contains(compression), packSize >= 1 << 20,
+            packSize <= 256 << 20
         else {
             throw LifeboatError(.integrity, "\(path) has out-of-range chunker, compression or pack size settings")
         }
     }
 }
-

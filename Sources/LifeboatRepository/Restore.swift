@@ -39,7 +39,8 @@ extension Repository {
         for (position, component) in components.enumerated() {
             let nodes = try TreeFormat.decode(try restorer.reader.read(treeID), id: treeID)
             guard let node = nodes.first(where: { $0.name == component }) else {
-                throw LifeboatError(.badInput, "snapshot \(record.id.short) has no \(subpath!)",
+                throw LifeboatError(
+                    .badInput, "snapshot \(record.id.short) has no \(subpath!)",
                     hint: "list its files with `lifeboat ls \(record.id.short)`")
             }
             if node.kind == .directory {
@@ -67,7 +68,9 @@ extension Repository {
                 kind: .directory, name: [], mode: root.mode, uid: root.uid, gid: root.gid, mtime: root.mtime,
                 ctime: root.mtime, device: 0, inode: 0, links: 1, size: 0, rdev: 0, xattrs: [], linkTarget: [],
                 subtree: nil, content: [])
-            rootNode.xattrs = (root.xattrs ?? [:]).sorted { $0.key < $1.key }.map { (Array($0.key.utf8), Hex.decode($0.value) ?? []) }
+            rootNode.xattrs = (root.xattrs ?? [:]).sorted { $0.key < $1.key }.map {
+                (Array($0.key.utf8), Hex.decode($0.value) ?? [])
+            }
         }
         if selected == nil || selected?.kind == .directory {
             try FileMetadata.apply(rootNode, to: targetPath, isRoot: restorer.isRoot)
@@ -80,10 +83,12 @@ extension Repository {
         var st = stat()
         if stat(target, &st) == 0 {
             guard (st.st_mode & S_IFMT) == S_IFDIR else {
-                throw LifeboatError(.badInput, "restore target \(target) is not a directory", hint: "give a new or empty directory")
+                throw LifeboatError(
+                    .badInput, "restore target \(target) is not a directory", hint: "give a new or empty directory")
             }
             guard try Posix.listDirectory(target).isEmpty else {
-                throw LifeboatError(.badInput, "restore target \(target) is not empty",
+                throw LifeboatError(
+                    .badInput, "restore target \(target) is not empty",
                     hint: "give a new or empty directory; lifeboat never overwrites files")
             }
             return
@@ -315,7 +320,8 @@ private final class Restorer {
     }
 
     func restoreEntry(_ node: Node, in directory: FSPath) throws {
-        guard !node.name.isEmpty, !node.name.contains(UInt8(ascii: "/")), node.name != [46], node.name != [46, 46] else {
+        guard !node.name.isEmpty, !node.name.contains(UInt8(ascii: "/")), node.name != [46], node.name != [46, 46]
+        else {
             throw LifeboatError(.integrity, "snapshot holds an invalid file name \(node.nameString) in \(directory)")
         }
         let path = directory.appending(node.name)
@@ -336,17 +342,19 @@ private final class Restorer {
             }
             try startFile(node, at: path)
         case .symlink:
-            let created = path.withCString { cPath in FSPath(bytes: node.linkTarget).withCString { symlink($0, cPath) } }
+            let created = path.withCString { cPath in FSPath(bytes: node.linkTarget).withCString { symlink($0, cPath) }
+            }
             if created != 0 { throw ioError(errno, "creating symlink", path.string) }
             try FileMetadata.apply(node, to: path, isRoot: isRoot)
             counts.otherEntries += 1
         case .fifo, .characterDevice, .blockDevice, .socket:
-            let type: mode_t = switch node.kind {
-            case .fifo: S_IFIFO
-            case .characterDevice: S_IFCHR
-            case .blockDevice: S_IFBLK
-            default: S_IFSOCK
-            }
+            let type: mode_t =
+                switch node.kind {
+                case .fifo: S_IFIFO
+                case .characterDevice: S_IFCHR
+                case .blockDevice: S_IFBLK
+                default: S_IFSOCK
+                }
             if path.withCString({ mknod($0, type | 0o600, dev_t(node.rdev)) }) != 0 {
                 counts.failures.append((path.string, ioError(errno, "creating special file", path.string)))
                 return
@@ -396,7 +404,8 @@ private final class Restorer {
         for link in links {
             let made = link.existing.withCString { from in link.new.withCString { Glibc.link(from, $0) } }
             if made != 0 {
-                counts.failures.append((link.new.string, ioError(errno, "linking to \(link.existing)", link.new.string)))
+                counts.failures.append(
+                    (link.new.string, ioError(errno, "linking to \(link.existing)", link.new.string)))
                 continue
             }
             counts.files += 1

@@ -104,29 +104,39 @@ extension Repository {
 
     /// Resolves `latest`, a full id or a unique prefix of at least 4 hex digits.
     /// `host`/`workload` narrow `latest`.
-    public func resolveSnapshot(_ reference: String, host: String? = nil, workload: String? = nil) throws
+    public func resolveSnapshot(
+        _ reference: String, host: String? = nil, workload: String? = nil
+    ) throws
         -> SnapshotRecord
     {
         let all = try listSnapshots()
         if reference == "latest" {
-            let matching = all.filter { (host == nil || $0.snapshot.host == host) && (workload == nil || $0.snapshot.workload == workload) }
+            let matching = all.filter {
+                (host == nil || $0.snapshot.host == host) && (workload == nil || $0.snapshot.workload == workload)
+            }
             guard let newest = matching.last else {
-                throw LifeboatError(.badInput, "no snapshot matches `latest`" + (host.map { " for host \($0)" } ?? "")
-                    + (workload.map { " for workload \($0)" } ?? ""), hint: "list them with `lifeboat snapshots`")
+                throw LifeboatError(
+                    .badInput,
+                    "no snapshot matches `latest`" + (host.map { " for host \($0)" } ?? "")
+                        + (workload.map { " for workload \($0)" } ?? ""), hint: "list them with `lifeboat snapshots`")
             }
             return newest
         }
         let prefix = reference.lowercased()
         guard Hex.isHex(prefix), prefix.count >= 4, prefix.count <= 64 else {
-            throw LifeboatError(.badInput, "`\(reference)` is not a snapshot id",
+            throw LifeboatError(
+                .badInput, "`\(reference)` is not a snapshot id",
                 hint: "give `latest`, a full id, or a prefix of at least 4 hex digits")
         }
         let matches = all.filter { $0.id.hex.hasPrefix(prefix) }
         guard !matches.isEmpty else {
-            throw LifeboatError(.badInput, "no snapshot with id \(reference) in \(path)", hint: "list them with `lifeboat snapshots`")
+            throw LifeboatError(
+                .badInput, "no snapshot with id \(reference) in \(path)", hint: "list them with `lifeboat snapshots`")
         }
         guard matches.count == 1 else {
-            throw LifeboatError(.badInput, "snapshot prefix \(reference) is ambiguous (matches \(matches.map(\.id.short).joined(separator: ", ")))",
+            throw LifeboatError(
+                .badInput,
+                "snapshot prefix \(reference) is ambiguous (matches \(matches.map(\.id.short).joined(separator: ", ")))",
                 hint: "give more digits")
         }
         return matches[0]

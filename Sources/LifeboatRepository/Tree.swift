@@ -2,7 +2,8 @@ public import LifeboatCore
 
 /// The kind of a filesystem entry in a tree.
 public enum NodeKind: UInt8, Sendable {
-    case file = 1, directory, symlink, fifo, characterDevice, blockDevice, socket
+    case file = 1
+    case directory, symlink, fifo, characterDevice, blockDevice, socket
 
     /// One letter for listings: `-`, `d`, `l`, `p`, `c`, `b`, `s`.
     public var letter: String {
@@ -140,7 +141,8 @@ enum TreeFormat {
             }
             var node = Node(
                 kind: kind, name: try reader.data(), mode: UInt32(truncatingIfNeeded: try reader.varint()),
-                uid: UInt32(truncatingIfNeeded: try reader.varint()), gid: UInt32(truncatingIfNeeded: try reader.varint()),
+                uid: UInt32(truncatingIfNeeded: try reader.varint()),
+                gid: UInt32(truncatingIfNeeded: try reader.varint()),
                 mtime: Timestamp(seconds: try reader.i64(), nanoseconds: Int32(bitPattern: try reader.u32())),
                 ctime: Timestamp(seconds: try reader.i64(), nanoseconds: Int32(bitPattern: try reader.u32())),
                 device: try reader.varint(), inode: try reader.varint(),
@@ -155,17 +157,22 @@ enum TreeFormat {
                 node.subtree = try reader.id()
             case .file:
                 let pieces = try reader.varint()
-                guard pieces <= UInt64(reader.remaining) else { throw LifeboatError(.integrity, "tree \(id.hex) is truncated") }
+                guard pieces <= UInt64(reader.remaining) else {
+                    throw LifeboatError(.integrity, "tree \(id.hex) is truncated")
+                }
                 node.content.reserveCapacity(Int(pieces))
                 for _ in 0..<pieces {
                     switch try reader.u8() {
-                    case 0: node.content.append(.blob(try reader.id(), length: UInt32(truncatingIfNeeded: try reader.varint())))
+                    case 0:
+                        node.content.append(
+                            .blob(try reader.id(), length: UInt32(truncatingIfNeeded: try reader.varint())))
                     case 1: node.content.append(.hole(length: try reader.varint()))
                     default: throw LifeboatError(.integrity, "tree \(id.hex) has an unknown content piece")
                     }
                 }
                 guard node.content.reduce(0, { $0 + $1.length }) == node.size else {
-                    throw LifeboatError(.integrity, "tree \(id.hex): file \(node.nameString) pieces do not add up to its size")
+                    throw LifeboatError(
+                        .integrity, "tree \(id.hex): file \(node.nameString) pieces do not add up to its size")
                 }
             default:
                 break

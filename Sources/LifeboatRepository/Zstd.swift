@@ -16,8 +16,12 @@ public final class Zstd: Sendable {
     }
 
     deinit {
-        compressors.withLock { boxes in boxes.forEach { ZSTD_freeCCtx($0.pointer) } }
-        decompressors.withLock { boxes in boxes.forEach { ZSTD_freeDCtx($0.pointer) } }
+        compressors.withLock { boxes in
+            for box in boxes { ZSTD_freeCCtx(box.pointer) }
+        }
+        decompressors.withLock { boxes in
+            for box in boxes { ZSTD_freeDCtx(box.pointer) }
+        }
     }
 
     /// Compresses `source`; returns nil when the result would not be smaller (store it raw then).

@@ -9,10 +9,12 @@ struct LifeboatCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lifeboat",
         abstract: "Back up, restore and verify Lifeboat repositories.",
-        discussion: "Exit codes: 0 ok, 1 failed, 2 bad input, 3 backup missed unreadable files, 4 integrity problem, 10 no repository, 11 locked, 12 unsupported format. See Docs/cli.md.",
+        discussion:
+            "Exit codes: 0 ok, 1 failed, 2 bad input, 3 backup missed unreadable files, 4 integrity problem, 10 no repository, 11 locked, 12 unsupported format. See Docs/cli.md.",
         version: LifeboatVersion.string,
         subcommands: [
-            Init.self, Backup.self, Snapshots.self, Ls.self, Diff.self, Restore.self, Check.self, Forget.self, Prune.self,
+            Init.self, Backup.self, Snapshots.self, Ls.self, Diff.self, Restore.self, Check.self, Forget.self,
+            Prune.self,
             Unlock.self, Digest.self,
         ])
 
@@ -50,7 +52,8 @@ struct RepositoryOptions: ParsableArguments {
         get throws {
             if let repo, !repo.isEmpty { return repo }
             if let env = ProcessInfo.processInfo.environment["LIFEBOAT_REPOSITORY"], !env.isEmpty { return env }
-            throw LifeboatError(.noRepository, "no repository given", hint: "pass --repo DIR or set LIFEBOAT_REPOSITORY")
+            throw LifeboatError(
+                .noRepository, "no repository given", hint: "pass --repo DIR or set LIFEBOAT_REPOSITORY")
         }
     }
 

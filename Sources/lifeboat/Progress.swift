@@ -33,7 +33,8 @@ final class Progress: Sendable {
     private func draw() {
         let elapsed = TransferProgress.monotonicNow() - counters.started
         let bytes = counters.bytes.load(ordering: .relaxed)
-        var line = "[\(Int(elapsed) / 60):\(String(format: "%02d", Int(elapsed) % 60))] \(verb) \(counters.files.load(ordering: .relaxed)) files, \(ByteSize.format(bytes))"
+        var line =
+            "[\(Int(elapsed) / 60):\(String(format: "%02d", Int(elapsed) % 60))] \(verb) \(counters.files.load(ordering: .relaxed)) files, \(ByteSize.format(bytes))"
         if let total, total > 0 {
             line += " of \(ByteSize.format(total)) (\(min(100, bytes * 100 / total))%)"
         }

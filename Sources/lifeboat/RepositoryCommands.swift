@@ -21,7 +21,8 @@ struct Backup: ParsableCommand {
     @Option(help: "Host name recorded in the snapshot (default: this host).") var host: String?
     @Option(help: "Workload name recorded in the snapshot.") var workload = ""
     @Option(name: .customLong("tag"), help: "A tag (repeatable).") var tags: [String] = []
-    @Option(help: "Parent snapshot whose unchanged files are reused (default: newest of the same host, workload and path).")
+    @Option(
+        help: "Parent snapshot whose unchanged files are reused (default: newest of the same host, workload and path).")
     var parent: String?
     @Flag(help: "Read every file, ignoring any parent snapshot.") var force = false
     @Option(help: "Seconds to wait for a conflicting lock.") var lockWait: Double = 0
@@ -47,13 +48,20 @@ struct Backup: ParsableCommand {
         if json {
             try Output.json(BackupJSON(id: result.id.hex, summary: s, unreadable: result.unreadable))
         } else {
-            print("files: \(s.files) (\(s.filesUnchanged) unchanged), directories: \(s.directories), other: \(s.otherEntries)")
-            print("data: \(ByteSize.format(s.totalBytes)) in files, \(ByteSize.format(s.bytesRead)) read, \(ByteSize.format(s.newBytes)) new, \(ByteSize.format(s.storedBytes)) stored")
-            print("time: \(ByteSize.formatFixed(s.durationSeconds, digits: 2)) s (\(Output.rate(s.bytesRead, s.durationSeconds)) read)")
+            print(
+                "files: \(s.files) (\(s.filesUnchanged) unchanged), directories: \(s.directories), other: \(s.otherEntries)"
+            )
+            print(
+                "data: \(ByteSize.format(s.totalBytes)) in files, \(ByteSize.format(s.bytesRead)) read, \(ByteSize.format(s.newBytes)) new, \(ByteSize.format(s.storedBytes)) stored"
+            )
+            print(
+                "time: \(ByteSize.formatFixed(s.durationSeconds, digits: 2)) s (\(Output.rate(s.bytesRead, s.durationSeconds)) read)"
+            )
             print(result.id.hex)
         }
         if !result.unreadable.isEmpty {
-            throw LifeboatError(.partialBackup,
+            throw LifeboatError(
+                .partialBackup,
                 "snapshot \(result.id.short) committed, but \(result.unreadable.count) entries could not be read and are not in it",
                 hint: "see the warnings above")
         }
@@ -84,8 +92,10 @@ struct Snapshots: ParsableCommand {
         }
         let rows = records.map { record -> [String] in
             let s = record.snapshot
-            return [record.id.short, s.time.short, s.host, s.workload.isEmpty ? "-" : s.workload,
-                s.tags.joined(separator: ","), ByteSize.format(s.summary.totalBytes), s.paths.joined(separator: " ")]
+            return [
+                record.id.short, s.time.short, s.host, s.workload.isEmpty ? "-" : s.workload,
+                s.tags.joined(separator: ","), ByteSize.format(s.summary.totalBytes), s.paths.joined(separator: " "),
+            ]
         }
         Table.print(header: ["ID", "Time (UTC)", "Host", "Workload", "Tags", "Size", "Path"], rows: rows)
         print("\(records.count) snapshots")
@@ -123,7 +133,8 @@ struct Ls: ParsableCommand {
             let node = entry.node
             if json {
                 let object = EntryJSON(
-                    path: entry.path, type: String(describing: node.kind), mode: node.mode, uid: node.uid, gid: node.gid,
+                    path: entry.path, type: String(describing: node.kind), mode: node.mode, uid: node.uid,
+                    gid: node.gid,
                     size: node.size, mtime: node.mtime.iso8601,
                     target: node.kind == .symlink ? String(decoding: node.linkTarget, as: UTF8.self) : nil)
                 print(String(decoding: try encoder.encode(object), as: UTF8.self))
@@ -174,7 +185,8 @@ struct Diff: ParsableCommand {
 }
 
 struct Restore: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Restore a snapshot, or one path of it, into an empty directory.")
+    static let configuration = CommandConfiguration(
+        abstract: "Restore a snapshot, or one path of it, into an empty directory.")
     @OptionGroup var repository: RepositoryOptions
     @Option(help: "An empty or new directory to restore into.") var target: String
     @Option(help: "With `latest`: the newest of this host.") var host: String?
@@ -192,7 +204,8 @@ struct Restore: ParsableCommand {
         let started = TransferProgress.monotonicNow()
         let result: RestoreResult
         do {
-            result = try repo.restore(snapshot: record, subpath: parts.count > 1 ? parts[1] : nil, target: target, progress: counters)
+            result = try repo.restore(
+                snapshot: record, subpath: parts.count > 1 ? parts[1] : nil, target: target, progress: counters)
         } catch {
             progress.finish()
             throw error
@@ -201,15 +214,19 @@ struct Restore: ParsableCommand {
         let seconds = TransferProgress.monotonicNow() - started
         for failure in result.failures { Output.warning("not restored: \(failure.path): \(failure.error.description)") }
         if json {
-            try Output.json(RestoreJSON(
-                snapshot: record.id.hex, files: result.files, directories: result.directories, bytes: result.bytes,
-                seconds: seconds, failed: result.failures.map { ["path": $0.path, "error": $0.error.description] }))
+            try Output.json(
+                RestoreJSON(
+                    snapshot: record.id.hex, files: result.files, directories: result.directories, bytes: result.bytes,
+                    seconds: seconds, failed: result.failures.map { ["path": $0.path, "error": $0.error.description] }))
         } else {
-            print("restored snapshot \(record.id.short) to \(target): \(result.files) files, \(result.directories) directories, \(ByteSize.format(result.bytes)) in \(ByteSize.formatFixed(seconds, digits: 2)) s (\(Output.rate(result.bytes, seconds)))")
+            print(
+                "restored snapshot \(record.id.short) to \(target): \(result.files) files, \(result.directories) directories, \(ByteSize.format(result.bytes)) in \(ByteSize.formatFixed(seconds, digits: 2)) s (\(Output.rate(result.bytes, seconds)))"
+            )
         }
         if !result.failures.isEmpty {
             let integrity = result.failures.contains { $0.error.kind == .integrity }
-            throw LifeboatError(integrity ? .integrity : .operationFailed,
+            throw LifeboatError(
+                integrity ? .integrity : .operationFailed,
                 "\(result.failures.count) entries of snapshot \(record.id.short) could not be restored and were not written",
                 hint: integrity ? "run `lifeboat check --read-data` to see the damage" : "see the warnings above")
         }
@@ -227,7 +244,8 @@ struct Restore: ParsableCommand {
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Verify the repository.", discussion: "Without --read-data: structure and every tree. With it: every stored byte.")
+        abstract: "Verify the repository.",
+        discussion: "Without --read-data: structure and every tree. With it: every stored byte.")
     @OptionGroup var repository: RepositoryOptions
     @Flag(help: "Read and verify every blob of every pack.") var readData = false
     @Flag(help: "Print the report as JSON.") var json = false
@@ -245,16 +263,22 @@ struct Check: ParsableCommand {
         }
         progress.finish()
         if json {
-            try Output.json(CheckJSON(
-                ok: report.errors.isEmpty, snapshots: report.snapshots, packs: report.packs, blobs: report.blobs,
-                bytesRead: report.bytesRead, errors: report.errors, warnings: report.warnings))
+            try Output.json(
+                CheckJSON(
+                    ok: report.errors.isEmpty, snapshots: report.snapshots, packs: report.packs, blobs: report.blobs,
+                    bytesRead: report.bytesRead, errors: report.errors, warnings: report.warnings))
         } else {
             for warning in report.warnings { Output.warning(warning) }
             for error in report.errors { print("error: \(error)") }
-            print("\(report.snapshots) snapshots, \(report.packs) packs, \(report.blobs) blobs checked" + (readData ? ", \(ByteSize.format(report.bytesRead)) read and verified" : "") + ": \(report.errors.isEmpty ? "no errors" : "\(report.errors.count) errors")")
+            print(
+                "\(report.snapshots) snapshots, \(report.packs) packs, \(report.blobs) blobs checked"
+                    + (readData ? ", \(ByteSize.format(report.bytesRead)) read and verified" : "")
+                    + ": \(report.errors.isEmpty ? "no errors" : "\(report.errors.count) errors")")
         }
         if !report.errors.isEmpty {
-            throw LifeboatError(.integrity, "check found \(report.errors.count) errors in \(repo.path)", hint: "see the lines starting with `error:`")
+            throw LifeboatError(
+                .integrity, "check found \(report.errors.count) errors in \(repo.path)",
+                hint: "see the lines starting with `error:`")
         }
     }
 
@@ -292,17 +316,23 @@ struct Forget: ParsableCommand {
     func run() throws {
         let repo = try repository.open()
         let policy = RetentionPolicy(
-            last: keepLast, hourly: keepHourly, daily: keepDaily, weekly: keepWeekly, monthly: keepMonthly, yearly: keepYearly)
-        let (decisions, report) = try repo.forget(policy: policy, dryRun: dryRun, prune: prune, lockWait: lockWait, warn: Output.warning)
+            last: keepLast, hourly: keepHourly, daily: keepDaily, weekly: keepWeekly, monthly: keepMonthly,
+            yearly: keepYearly)
+        let (decisions, report) = try repo.forget(
+            policy: policy, dryRun: dryRun, prune: prune, lockWait: lockWait, warn: Output.warning)
         if json {
-            try Output.json(decisions.map {
-                ForgetJSON(id: $0.record.id.hex, time: $0.record.snapshot.time.iso8601, keep: $0.keep, reasons: $0.reasons)
-            })
+            try Output.json(
+                decisions.map {
+                    ForgetJSON(
+                        id: $0.record.id.hex, time: $0.record.snapshot.time.iso8601, keep: $0.keep, reasons: $0.reasons)
+                })
             return
         }
         for decision in decisions {
             let s = decision.record.snapshot
-            let verdict = decision.keep ? "keep   (\(decision.reasons.joined(separator: ", ")))" : (dryRun ? "would remove" : "removed")
+            let verdict =
+                decision.keep
+                ? "keep   (\(decision.reasons.joined(separator: ", ")))" : (dryRun ? "would remove" : "removed")
             print("\(decision.record.id.short) \(s.time.short) \(s.host) \(s.workload) \(verdict)")
         }
         if let report { PruneCommand.printReport(report, dryRun: false) }
@@ -317,7 +347,8 @@ struct Forget: ParsableCommand {
 }
 
 struct PruneCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "prune", abstract: "Delete data no snapshot references.")
+    static let configuration = CommandConfiguration(
+        commandName: "prune", abstract: "Delete data no snapshot references.")
     @OptionGroup var repository: RepositoryOptions
     @Option(help: "Repack packs with more than this percentage unused (0-100).") var maxUnused: Double = 10
     @Flag(help: "Only show what would be deleted.") var dryRun = false
@@ -329,13 +360,16 @@ struct PruneCommand: ParsableCommand {
 
     func run() throws {
         let repo = try repository.open()
-        let report = try repo.prune(maxUnusedFraction: maxUnused / 100, dryRun: dryRun, lockWait: lockWait, warn: Output.warning)
+        let report = try repo.prune(
+            maxUnusedFraction: maxUnused / 100, dryRun: dryRun, lockWait: lockWait, warn: Output.warning)
         PruneCommand.printReport(report, dryRun: dryRun)
     }
 
     static func printReport(_ report: PruneReport, dryRun: Bool) {
         let verb = dryRun ? "would delete" : "deleted"
-        print("\(verb) \(report.packsDeleted) packs (\(report.packsRepacked) repacked into \(report.newPacks) new), freeing \(ByteSize.format(report.bytesFreed)); kept \(report.packsKept) packs with \(ByteSize.format(report.unusedBytesKept)) unused")
+        print(
+            "\(verb) \(report.packsDeleted) packs (\(report.packsRepacked) repacked into \(report.newPacks) new), freeing \(ByteSize.format(report.bytesFreed)); kept \(report.packsKept) packs with \(ByteSize.format(report.unusedBytesKept)) unused"
+        )
     }
 }
 
@@ -345,32 +379,53 @@ struct Unlock: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List repository locks; remove stale ones.")
     @OptionGroup var repository: RepositoryOptions
     @Flag(help: "Remove locks whose holder stopped refreshing them or no longer runs.") var removeStale = false
+    @Flag(help: "Print as JSON.") var json = false
 
     func run() throws {
         let repo = try repository.open()
+        var rows: [LockJSON] = []
         for lock in try repo.listLocks() {
             let stale = lock.isStale()
-            if stale && removeStale {
-                try repo.removeLock(lock.id)
-                print("removed stale \(lock.summary)")
-            } else {
-                print("\(stale ? "stale" : "live") \(lock.summary)")
-            }
+            let removed = stale && removeStale
+            if removed { try repo.removeLock(lock.id) }
+            rows.append(
+                LockJSON(
+                    id: lock.id.hex, host: lock.info.host, pid: lock.info.pid, operation: lock.info.operation,
+                    exclusive: lock.info.exclusive, time: lock.info.time.iso8601, refreshed: lock.refreshed.iso8601,
+                    stale: stale, removed: removed))
+            if !json { print("\(removed ? "removed stale" : stale ? "stale" : "live") \(lock.summary)") }
         }
+        if json { try Output.json(rows) }
+    }
+
+    struct LockJSON: Encodable {
+        var id: String
+        var host: String
+        var pid: Int32
+        var operation: String
+        var exclusive: Bool
+        var time: String
+        var refreshed: String
+        var stale: Bool
+        var removed: Bool
     }
 }
 
 struct Digest: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print a deterministic digest of a directory tree (contents and metadata).",
-        discussion: "Covers names, types, contents, permission bits, owners, mtimes, symlink targets, hard links and xattrs; not atime, ctime or inode numbers.")
+        discussion:
+            "Covers names, types, contents, permission bits, owners, mtimes, symlink targets, hard links and xattrs; not atime, ctime or inode numbers."
+    )
     @Flag(help: "Print as JSON.") var json = false
     @Argument(help: "The directory.") var path: String
 
     func run() throws {
         let result = try TreeDigest.compute(path)
         if json {
-            try Output.json(["digest": result.digest.hex, "entries": String(result.entries), "bytes": String(result.bytes)])
+            try Output.json([
+                "digest": result.digest.hex, "entries": String(result.entries), "bytes": String(result.bytes),
+            ])
         } else {
             print("\(result.digest.hex)  \(path)")
         }

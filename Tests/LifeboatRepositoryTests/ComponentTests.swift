@@ -56,14 +56,19 @@ final class ComponentTests: XCTestCase {
         let compressed = try XCTUnwrap(plain.withUnsafeBytes { zstd.compress($0) })
         XCTAssertLessThan(compressed.count, plain.count / 10)
         var out = [UInt8](repeating: 0, count: plain.count)
-        try compressed.withUnsafeBytes { source in try out.withUnsafeMutableBytes { try zstd.decompress(source, into: $0) } }
+        try compressed.withUnsafeBytes { source in
+            try out.withUnsafeMutableBytes { try zstd.decompress(source, into: $0) }
+        }
         XCTAssertEqual(out, plain)
-        XCTAssertNil(randomBytes(100_000, seed: 3).withUnsafeBytes { zstd.compress($0) }, "incompressible data is stored raw")
+        XCTAssertNil(
+            randomBytes(100_000, seed: 3).withUnsafeBytes { zstd.compress($0) }, "incompressible data is stored raw")
         var damaged = compressed
         damaged[damaged.count / 2] ^= 0xff
         damaged.removeLast(7)
         XCTAssertThrowsError(
-            try damaged.withUnsafeBytes { source in try out.withUnsafeMutableBytes { try zstd.decompress(source, into: $0) } })
+            try damaged.withUnsafeBytes { source in
+                try out.withUnsafeMutableBytes { try zstd.decompress(source, into: $0) }
+            })
     }
 
     func testBlobIndexFindsEveryEntryAndStaysCompact() {
@@ -75,7 +80,10 @@ final class ComponentTests: XCTestCase {
             let id = ObjectID.hash(withUnsafeBytes(of: UInt64(i)) { Array($0) })
             ids.append(id)
             XCTAssertTrue(
-                index.insert(id, BlobLocation(pack: pack, offset: UInt32(i), length: 7, rawLength: 9, type: .data, compressed: i % 2 == 0)))
+                index.insert(
+                    id,
+                    BlobLocation(
+                        pack: pack, offset: UInt32(i), length: 7, rawLength: 9, type: .data, compressed: i % 2 == 0)))
         }
         XCTAssertEqual(index.count, count)
         for (i, id) in ids.enumerated() {
@@ -84,7 +92,9 @@ final class ComponentTests: XCTestCase {
             XCTAssertEqual(location?.compressed, i % 2 == 0)
         }
         XCTAssertNil(index.lookup(ObjectID.random()))
-        XCTAssertFalse(index.insert(ids[0], BlobLocation(pack: pack, offset: 1, length: 1, rawLength: 1, type: .tree, compressed: false)))
+        XCTAssertFalse(
+            index.insert(
+                ids[0], BlobLocation(pack: pack, offset: 1, length: 1, rawLength: 1, type: .tree, compressed: false)))
         // The index must cost tens of bytes per blob, not hundreds.
         XCTAssertLessThanOrEqual(index.memoryBytes / count, 100, "bytes per blob: \(index.memoryBytes / count)")
     }
@@ -93,7 +103,8 @@ final class ComponentTests: XCTestCase {
         let node = Node(
             kind: .file, name: Array("a name\nwith ü".utf8), mode: 0o4755, uid: 1, gid: 2,
             mtime: Timestamp(seconds: 100, nanoseconds: 5), ctime: Timestamp(seconds: 101, nanoseconds: 6), device: 3,
-            inode: 4, links: 2, size: 5 << 30 + 10, rdev: 0, xattrs: [(Array("user.k".utf8), [0, 1, 2])], linkTarget: [],
+            inode: 4, links: 2, size: 5 << 30 + 10, rdev: 0, xattrs: [(Array("user.k".utf8), [0, 1, 2])],
+            linkTarget: [],
             subtree: nil, content: [.hole(length: 5 << 30), .blob(ObjectID.random(), length: 10)])
         let bytes = TreeFormat.encode([node])
         let id = ObjectID.hash(bytes)
@@ -106,7 +117,9 @@ final class ComponentTests: XCTestCase {
         let repository = try Repository.initialize(at: temp.sub("repo"))
         let writer = try PackWriter(repository: repository.paths, syscalls: SystemStorageSyscalls())
         let blob = textBytes(1000)
-        try blob.withUnsafeBytes { try writer.append(id: ObjectID.hash(blob), type: .data, compressed: false, bytes: $0, rawLength: 1000) }
+        try blob.withUnsafeBytes {
+            try writer.append(id: ObjectID.hash(blob), type: .data, compressed: false, bytes: $0, rawLength: 1000)
+        }
         let (id, entries) = try writer.finish()
         let path = repository.paths.packPath(id)
         var bytes = try Posix.readFile(path)

@@ -41,8 +41,10 @@ final class RepositoryTests: XCTestCase {
         XCTAssertTrue(restored.failures.isEmpty)
         XCTAssertEqual(try TreeDigest.compute(temp.sub("src")).digest, try TreeDigest.compute(temp.sub("out")).digest)
         // Checks independent of the digest code.
-        XCTAssertEqual(try Posix.readFile(temp.sub("out/data/big.bin")), try Posix.readFile(temp.sub("src/data/big.bin")))
-        var a = stat(), b = stat()
+        XCTAssertEqual(
+            try Posix.readFile(temp.sub("out/data/big.bin")), try Posix.readFile(temp.sub("src/data/big.bin")))
+        var a = stat()
+        var b = stat()
         XCTAssertEqual(stat(temp.sub("out/hardlink"), &a), 0)
         XCTAssertEqual(stat(temp.sub("out/data/big.bin"), &b), 0)
         XCTAssertEqual(a.st_ino, b.st_ino, "hard link restored as a link")
@@ -102,7 +104,9 @@ final class RepositoryTests: XCTestCase {
         let result = try repository.backup(source: temp.sub("src"), options: BackupOptions(host: "h"))
         let index = try repository.loadIndex()
         let record = try repository.resolveSnapshot("latest")
-        let nodes = try TreeFormat.decode(try BlobReader(repository: repository, index: index).read(record.snapshot.treeID), id: record.snapshot.treeID)
+        let nodes = try TreeFormat.decode(
+            try BlobReader(repository: repository, index: index).read(record.snapshot.treeID),
+            id: record.snapshot.treeID)
         guard case .blob(let badBlob, _) = nodes.first(where: { $0.nameString == "bad" })!.content[0] else {
             return XCTFail("expected a blob")
         }
@@ -115,7 +119,8 @@ final class RepositoryTests: XCTestCase {
         let report = try repository.check(readData: true)
         XCTAssertEqual(report.errors.count, 1)
         XCTAssertTrue(report.errors[0].contains(badBlob.hex), report.errors[0])
-        let restored = try repository.restore(snapshot: try repository.resolveSnapshot(result.id.hex), target: temp.sub("out"))
+        let restored = try repository.restore(
+            snapshot: try repository.resolveSnapshot(result.id.hex), target: temp.sub("out"))
         XCTAssertEqual(restored.failures.map(\.path), [temp.sub("out/bad")])
         XCTAssertEqual(restored.failures.first?.error.kind, .integrity)
         XCTAssertEqual(files(below: temp.sub("out")), ["good"], "nothing unverified is written, no temp file left")
@@ -147,7 +152,8 @@ final class RepositoryTests: XCTestCase {
             try writeFile(temp.sub("src/f"), randomBytes(1 << 20, seed: 5))
             try Repository.initialize(at: temp.sub("repo"))
             let failing = try Repository.open(at: temp.sub("repo"), syscalls: FailingSyscalls(failure: failure))
-            XCTAssertThrowsError(try failing.backup(source: temp.sub("src"), options: BackupOptions(host: "h"))) { error in
+            XCTAssertThrowsError(try failing.backup(source: temp.sub("src"), options: BackupOptions(host: "h"))) {
+                error in
                 XCTAssertEqual((error as? LifeboatError)?.kind, .operationFailed, "\(failure): \(error)")
             }
             let repository = try Repository.open(at: temp.sub("repo"))
@@ -169,7 +175,8 @@ final class RepositoryTests: XCTestCase {
         try shared.release()
         // A lock left by a process that no longer exists on this host is stale.
         let info = LockInfo(
-            host: currentHostName(), pid: 999_999, operation: "prune", exclusive: true, time: .now(), epoch: 0, leaseSeconds: 120)
+            host: currentHostName(), pid: 999_999, operation: "prune", exclusive: true, time: .now(), epoch: 0,
+            leaseSeconds: 120)
         let staleID = ObjectID.random()
         try writeFile(repository.paths.lockPath(staleID), Array(try JSONEncoder().encode(info)))
         let warnings = WarningLog()
@@ -194,7 +201,8 @@ final class RepositoryTests: XCTestCase {
         XCTAssertNotNil(report)
         XCTAssertLessThan(try repository.listPacks().values.reduce(0, +), before)
         XCTAssertEqual(try repository.check(readData: true).errors, [])
-        let restored = try repository.restore(snapshot: try repository.resolveSnapshot(ids[2].hex), target: temp.sub("out"))
+        let restored = try repository.restore(
+            snapshot: try repository.resolveSnapshot(ids[2].hex), target: temp.sub("out"))
         XCTAssertEqual(try Posix.readFile(temp.sub("out/round")), randomBytes(1 << 20, seed: 102))
         XCTAssertTrue(restored.failures.isEmpty)
         XCTAssertThrowsError(try repository.forget(policy: RetentionPolicy(), dryRun: true, prune: false))
@@ -221,8 +229,12 @@ final class RepositoryTests: XCTestCase {
         try writeFile(temp.sub("src/f"), [1, 2, 3])
         let id = try repository.backup(source: temp.sub("src"), options: BackupOptions(host: "h")).id
         try writeFile(temp.sub("busy/x"), [1])
-        XCTAssertEqual(kind { _ = try repository.restore(snapshot: try repository.resolveSnapshot(id.hex), target: temp.sub("busy")) }, .badInput)
-        XCTAssertEqual(kind { _ = try repository.backup(source: temp.sub("nope"), options: BackupOptions(host: "h")) }, .badInput)
+        XCTAssertEqual(
+            kind {
+                _ = try repository.restore(snapshot: try repository.resolveSnapshot(id.hex), target: temp.sub("busy"))
+            }, .badInput)
+        XCTAssertEqual(
+            kind { _ = try repository.backup(source: temp.sub("nope"), options: BackupOptions(host: "h")) }, .badInput)
     }
 }
 
