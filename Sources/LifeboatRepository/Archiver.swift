@@ -34,11 +34,13 @@ private enum Entry {
     case directory(Node, DirectoryWork)
 }
 
-/// Chunks (and tree blobs) travelling together from the reader to the storer.
+/// Chunks (and tree blobs) travelling together from the reader to the writer.
 ///
-/// The reading thread fills `buffer`, `spans` and `targets`; the storing thread reads
-/// `buffer`, `spans` and `trees` and writes `ids` and `error`. Hand-over is through the
-/// pipeline's condition lock, so the two never touch a batch at the same time.
+/// The reading thread fills `buffer`, `spans` and `targets`, then submits the batch. Chunk
+/// workers then write one slot each of `ids`, `fresh` and `compressed` (slot `i` by the worker
+/// that took chunk `i`); the writer reads them once `remaining` reached zero; the reader reads
+/// `ids` and `error` once the writer handed the batch back. Every hand-over goes through the
+/// pipeline's condition lock.
 private final class ChunkBatch: @unchecked Sendable {
     let sequence: Int
     let buffer: UnsafeMutableRawBufferPointer
@@ -46,7 +48,13 @@ private final class ChunkBatch: @unchecked Sendable {
     var spans: [(offset: Int, length: Int)] = []
     var targets: [(file: FileWork, slot: Int)] = []
     var trees: [(id: ObjectID, bytes: [UInt8])] = []
-    var ids: [ObjectID] = []
+    var ids = SlotArray(count: 0, initial: ObjectID(w0: 0, w1: 0, w2: 0, w3: 0))
+    /// Set for chunks this backup stores (not indexed and not claimed by an earlier chunk).
+    var fresh = SlotArray(count: 0, initial: false)
+    /// zstd output for fresh chunks; nil where compression did not pay.
+    var compressed = SlotArray<[UInt8]?>(count: 0, initial: nil)
+    /// Chunks not yet hashed and compressed; guarded by the pipeline's condition lock.
+    var remaining = 0
     var error: (any Error)?
 
     init(sequence: Int, buffer: UnsafeMutableRawBufferPointer) {
@@ -55,14 +63,13 @@ private final class ChunkBatch: @unchecked Sendable {
     }
 
     var isEmpty: Bool { spans.isEmpty && trees.isEmpty }
-}
 
-/// A batch after hashing and compression: which chunks are new, and their compressed bytes
-/// (nil where compression did not pay).
-private struct CompressedBatch {
-    let batch: ChunkBatch
-    let fresh: [Int]
-    let compressed: [[UInt8]?]
+    /// Records one chunk's result; each worker writes only the slot of the chunk it took.
+    func storeResult(_ chunk: Int, id: ObjectID, fresh isFresh: Bool, compressed output: [UInt8]?) {
+        ids[chunk] = id
+        fresh[chunk] = isFresh
+        compressed[chunk] = output
+    }
 }
 
 /// Counters kept by the writing thread.
@@ -72,10 +79,11 @@ private struct StoreStats {
     var storedBytes: UInt64 = 0
 }
 
-/// Walks a tree, cuts files into chunks, and stores the new ones, as a two-stage pipeline:
-/// the calling thread reads and cuts files into batches; a storing thread hashes each batch
-/// on all cores, drops chunks the repository has, compresses the rest on all cores and
-/// appends them to pack files. Memory is bounded by `bufferCount × bufferSize`.
+/// Walks a tree, cuts files into chunks, and stores the new ones, as a pipeline: the calling
+/// thread reads and cuts files into batches; one worker per core takes chunks one at a time
+/// (hash, claim if new, compress), with no barrier between batches; a writer appends the new
+/// chunks of each batch, in batch order, to pack files. Memory is bounded by
+/// `bufferCount × bufferSize`.
 final class Archiver: @unchecked Sendable {
     let repository: Repository
     private let index: BlobIndex
@@ -89,11 +97,13 @@ final class Archiver: @unchecked Sendable {
     private let condition = NSCondition()
     // Guarded by `condition`:
     private var freeBuffers: [UnsafeMutableRawBufferPointer] = []
-    private var toStore: [ChunkBatch] = []
+    private var chunkQueue: [(batch: ChunkBatch, chunk: Int)] = []
+    private var chunkQueueHead = 0
+    private var readyToWrite: [Int: ChunkBatch] = [:]
+    private var nextToWrite = 0
     private var stored: [ChunkBatch] = []
-    private var toWrite: [CompressedBatch] = []
     private var stopping = false
-    private var compressorRunning = false
+    private var workersRunning = 0
     private var writerRunning = false
     // Reader-thread state:
     private var current: ChunkBatch?
@@ -138,9 +148,11 @@ final class Archiver: @unchecked Sendable {
             allBuffers.append(buffer)
             freeBuffers.append(buffer)
         }
-        compressorRunning = true
+        workersRunning = ProcessInfo.processInfo.activeProcessorCount
         writerRunning = true
-        Thread { [self] in compressLoop() }.start()
+        for _ in 0..<workersRunning {
+            Thread { [self] in chunkWorker() }.start()
+        }
         Thread { [self] in writeLoop() }.start()
     }
 
@@ -425,8 +437,17 @@ final class Archiver: @unchecked Sendable {
         batch.trees = pendingTrees
         pendingTrees = []
         submitted += 1
+        let count = batch.spans.count
+        batch.ids = SlotArray(count: count, initial: ObjectID(w0: 0, w1: 0, w2: 0, w3: 0))
+        batch.fresh = SlotArray(count: count, initial: false)
+        batch.compressed = SlotArray(count: count, initial: nil)
         condition.lock()
-        toStore.append(batch)
+        batch.remaining = count
+        if count == 0 {
+            readyToWrite[batch.sequence] = batch
+        } else {
+            for chunk in 0..<count { chunkQueue.append((batch, chunk)) }
+        }
         condition.broadcast()
         condition.unlock()
     }
@@ -504,77 +525,74 @@ final class Archiver: @unchecked Sendable {
 
     // MARK: - Storing thread
 
-    /// First storing stage: hashes a batch, picks the chunks the repository lacks, and
-    /// compresses them, all on every core.
-    private func compressLoop() {
-        while let batch = next(from: \.toStore) {
-            var work = CompressedBatch(batch: batch, fresh: [], compressed: [])
-            if batch.error == nil {
-                do { work = try compress(batch) } catch { batch.error = error }
-            }
+    /// Takes chunks one at a time: hash, claim if new, compress. The worker that finishes a
+    /// batch's last chunk hands the batch to the writer.
+    private func chunkWorker() {
+        let zstd = repository.zstd
+        while true {
             condition.lock()
-            toWrite.append(work)
-            condition.broadcast()
+            while chunkQueueHead == chunkQueue.count && !stopping { condition.wait() }
+            if chunkQueueHead == chunkQueue.count {
+                workersRunning -= 1
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            let (batch, chunk) = chunkQueue[chunkQueueHead]
+            chunkQueueHead += 1
+            // Drop taken entries now and then: they hold their batches, and so their memory.
+            if chunkQueueHead == chunkQueue.count {
+                chunkQueue.removeAll(keepingCapacity: true)
+                chunkQueueHead = 0
+            } else if chunkQueueHead >= 256 {
+                chunkQueue.removeFirst(chunkQueueHead)
+                chunkQueueHead = 0
+            }
+            condition.unlock()
+
+            let span = batch.spans[chunk]
+            let bytes = UnsafeRawBufferPointer(rebasing: batch.buffer[span.offset..<(span.offset + span.length)])
+            let id = ObjectID.hash(bytes)
+            let fresh = claim(id)
+            let compressed = fresh ? zstd.compress(bytes) : nil
+            batch.storeResult(chunk, id: id, fresh: fresh, compressed: compressed)
+
+            condition.lock()
+            batch.remaining -= 1
+            if batch.remaining == 0 {
+                readyToWrite[batch.sequence] = batch
+                condition.broadcast()
+            }
             condition.unlock()
         }
-        condition.lock()
-        compressorRunning = false
-        condition.broadcast()
-        condition.unlock()
     }
 
-    /// Second storing stage: appends new blobs to packs in order and hands batches back.
+    /// Appends new blobs to packs, batch by batch in submission order, and hands batches back.
     private func writeLoop() {
-        while let work = next(from: \.toWrite) {
-            let batch = work.batch
+        while true {
+            condition.lock()
+            while readyToWrite[nextToWrite] == nil && !stopping { condition.wait() }
+            guard let batch = readyToWrite.removeValue(forKey: nextToWrite) else {
+                writerRunning = false
+                condition.broadcast()
+                condition.unlock()
+                return
+            }
+            nextToWrite += 1
+            condition.unlock()
             if writerFailed && batch.error == nil {
                 batch.error = LifeboatError(.operationFailed, "backup stopped after an earlier error")
             }
             if batch.error == nil {
-                do { try write(work) } catch { batch.error = error }
+                do { try write(batch) } catch { batch.error = error }
             }
+            batch.compressed = SlotArray(count: 0, initial: nil)  // written: free it now
             if batch.error != nil { writerFailed = true }
             condition.lock()
             stored.append(batch)
             condition.broadcast()
             condition.unlock()
         }
-        condition.lock()
-        writerRunning = false
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    /// Waits for the next item of a queue; nil once stopping and the queue is empty.
-    private func next<Item>(from queue: ReferenceWritableKeyPath<Archiver, [Item]>) -> Item? {
-        condition.lock()
-        defer { condition.unlock() }
-        while self[keyPath: queue].isEmpty && !stopping { condition.wait() }
-        if self[keyPath: queue].isEmpty { return nil }
-        return self[keyPath: queue].removeFirst()
-    }
-
-    private func compress(_ batch: ChunkBatch) throws -> CompressedBatch {
-        let base = UncheckedBox(batch.buffer)
-        let spans = batch.spans
-        let ids = SlotArray(count: spans.count, initial: ObjectID(w0: 0, w1: 0, w2: 0, w3: 0))
-        let isFresh = SlotArray(count: spans.count, initial: false)
-        let compressed = SlotArray<[UInt8]?>(count: spans.count, initial: nil)
-        let zstd = repository.zstd
-        // One pass per chunk: hash, claim it if nobody has it yet, compress what was claimed.
-        try parallelFor(spans.count) { [self] i in
-            let bytes = UnsafeRawBufferPointer(
-                rebasing: base.value[spans[i].offset..<(spans[i].offset + spans[i].length)])
-            let id = ObjectID.hash(bytes)
-            ids[i] = id
-            if claim(id) {
-                isFresh[i] = true
-                compressed[i] = zstd.compress(bytes)
-            }
-        }
-        batch.ids = (0..<spans.count).map { ids[$0] }
-        let fresh = (0..<spans.count).filter { isFresh[$0] }
-        return CompressedBatch(batch: batch, fresh: fresh, compressed: fresh.map { compressed[$0] })
     }
 
     /// True if `id` is neither indexed nor already being stored; it is then pending until
@@ -585,12 +603,11 @@ final class Archiver: @unchecked Sendable {
         return !index.contains(id) && pending.insert(id).inserted
     }
 
-    private func write(_ work: CompressedBatch) throws {
-        let batch = work.batch
-        for (j, i) in work.fresh.enumerated() {
+    private func write(_ batch: ChunkBatch) throws {
+        for i in 0..<batch.spans.count where batch.fresh[i] {
             let span = batch.spans[i]
             let raw = UnsafeRawBufferPointer(rebasing: batch.buffer[span.offset..<(span.offset + span.length)])
-            try storeBlob(batch.ids[i], type: .data, raw: raw, compressed: work.compressed[j])
+            try storeBlob(batch.ids[i], type: .data, raw: raw, compressed: batch.compressed[i])
         }
         for tree in batch.trees {
             indexLock.lock()
@@ -659,10 +676,11 @@ final class Archiver: @unchecked Sendable {
     private func stopStorer() {
         condition.lock()
         stopping = true
-        toStore.removeAll()
+        chunkQueue.removeAll()
+        chunkQueueHead = 0
         condition.broadcast()
-        while compressorRunning || writerRunning { condition.wait() }
-        toWrite.removeAll()
+        while workersRunning > 0 || writerRunning { condition.wait() }
+        readyToWrite.removeAll()
         condition.unlock()
     }
 
