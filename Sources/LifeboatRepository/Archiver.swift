@@ -62,8 +62,6 @@ private final class ChunkBatch: @unchecked Sendable {
         self.buffer = buffer
     }
 
-    var isEmpty: Bool { spans.isEmpty && trees.isEmpty }
-
     /// Records one chunk's result; each worker writes only the slot of the chunk it took.
     func storeResult(_ chunk: Int, id: ObjectID, fresh isFresh: Bool, compressed output: [UInt8]?) {
         ids[chunk] = id

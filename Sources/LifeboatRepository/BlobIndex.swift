@@ -135,16 +135,6 @@ public final class BlobIndex: @unchecked Sendable {
         }
         old.deallocate()
     }
-
-    /// Calls `body` for every indexed blob.
-    public func forEach(_ body: (ObjectID, BlobLocation) throws -> Void) rethrows {
-        for index in 0..<capacity {
-            let slot = storage + index * BlobIndex.slotSize
-            guard slot.load(fromByteOffset: 32, as: UInt32.self) != BlobIndex.emptyPack else { continue }
-            let id = ObjectID(loadingFrom: slot)
-            try body(id, lookup(id)!)
-        }
-    }
 }
 
 /// Index files: `LBIDX001`, pack count u32, then per pack its id, entry count u32 and entries.

@@ -68,10 +68,3 @@ final class SlotArray<Element>: @unchecked Sendable {
         set { storage[index] = newValue }
     }
 }
-
-/// Carries a non-Sendable value into worker threads; used only where each iteration
-/// touches disjoint state (see `parallelFor`).
-struct UncheckedBox<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
-}
