@@ -37,7 +37,9 @@ struct LifeboatCLI: ParsableCommand {
                 print(message)
                 Glibc.exit(0)
             }
-            Output.error(message.split(separator: "\n").first.map(String.init) ?? message)
+            var line = message.split(separator: "\n").first.map(String.init) ?? message
+            if line.hasPrefix("Error: ") { line.removeFirst("Error: ".count) }
+            Output.error("\(line); see `lifeboat help`")
             Glibc.exit(FailureKind.badInput.exitCode)
         }
     }
