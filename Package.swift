@@ -31,6 +31,7 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        .target(name: "LifeboatJournal", dependencies: ["LifeboatCore"], swiftSettings: strictSettings),
         .executableTarget(
             name: "lifeboat",
             dependencies: [
@@ -40,6 +41,9 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(name: "LifeboatCoreTests", dependencies: ["LifeboatCore"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "LifeboatJournalTests", dependencies: ["LifeboatJournal", "LifeboatCore"],
+            swiftSettings: strictSettings),
         .testTarget(
             name: "LifeboatRepositoryTests",
             dependencies: ["LifeboatRepository", "LifeboatCore", "CLifeboatPosix"],
