@@ -196,8 +196,14 @@ final class Archiver: @unchecked Sendable {
         }
         let directory = DirectoryWork()
         directory.entries.reserveCapacity(names.count)
+        var prefetchedUpTo = 0
         for (position, name) in names.enumerated() {
-            if position % 8 == 0 { prefetch(path, names[position..<min(names.count, position + 16)]) }
+            // Keep 32 to 96 entries ahead on their way from disk, each asked for once.
+            if position + 32 >= prefetchedUpTo && prefetchedUpTo < names.count {
+                let start = max(prefetchedUpTo, position)
+                prefetchedUpTo = min(names.count, start + 64)
+                prefetch(path, names[start..<prefetchedUpTo])
+            }
             let childPath = path.appending(name)
             let st: stat
             switch FileMetadata.lstat(childPath) {
