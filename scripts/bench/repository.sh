@@ -18,6 +18,9 @@
 #   BENCH_WARM      1 = do not drop the page cache before each step (default 0: drop it)
 #   BENCH_TOOLS     tools to run, in order (default "lifeboat restic borg")
 #   BENCH_KEEP      1 = keep the run directory instead of removing it (debugging)
+#   BENCH_ROUNDS    run the full backup (into a fresh repository each time), the restore and the
+#                   check this many times, tools taking turns, and report the median of each
+#                   figure (default 1); this VM's timings vary by ±20% from run to run
 #   LIFEBOAT_BIN    lifeboat binary (default: .build/release/lifeboat of this checkout)
 #   BENCH_BORG_COMPRESSION  borg --compression (default zstd,3)
 #   BENCH_BORG_ENCRYPTION   borg init --encryption (default none; e.g. repokey)
@@ -52,6 +55,8 @@ BENCH_SEED=${BENCH_SEED:-1}
 BENCH_WARM=${BENCH_WARM:-0}
 BENCH_TOOLS=${BENCH_TOOLS:-lifeboat restic borg}
 BENCH_KEEP=${BENCH_KEEP:-0}
+BENCH_ROUNDS=${BENCH_ROUNDS:-1}
+[[ $BENCH_ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "repository.sh: BENCH_ROUNDS must be a whole number >= 1" >&2; exit 2; }
 LIFEBOAT_BIN=${LIFEBOAT_BIN:-$REPO_ROOT/.build/release/lifeboat}
 BORG_COMPRESSION=${BENCH_BORG_COMPRESSION:-zstd,3}
 BORG_ENCRYPTION=${BENCH_BORG_ENCRYPTION:-none}
@@ -159,7 +164,7 @@ cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 {
     echo "== Lifeboat repository benchmark =="
     echo "command:   $CMDLINE"
-    echo "env:       BENCH_DIR=$BENCH_DIR BENCH_SIZE=$BENCH_SIZE BENCH_SEED=$BENCH_SEED BENCH_WARM=$BENCH_WARM BENCH_TOOLS=\"${TOOLS[*]}\"${LIFEBOAT_COMPRESSION_LEVEL:+ LIFEBOAT_COMPRESSION_LEVEL=$LIFEBOAT_COMPRESSION_LEVEL}"
+    echo "env:       BENCH_DIR=$BENCH_DIR BENCH_SIZE=$BENCH_SIZE BENCH_SEED=$BENCH_SEED BENCH_WARM=$BENCH_WARM BENCH_ROUNDS=$BENCH_ROUNDS BENCH_TOOLS=\"${TOOLS[*]}\"${LIFEBOAT_COMPRESSION_LEVEL:+ LIFEBOAT_COMPRESSION_LEVEL=$LIFEBOAT_COMPRESSION_LEVEL}"
     echo "date:      $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     echo "machine:   nproc=$(nproc), CPU: ${cpu_model:-unknown}, kernel $(uname -r), RAM $(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
     echo "storage:   $(df -PT "$WORK" | awk 'NR==2 {print $2 " on " $1 " (" $7 ")"}')"
@@ -277,8 +282,13 @@ verify_restore() {  # TOOL TARGET
     log "restore: $tool: verified byte for byte ($n files)"
 }
 
-for t in "${TOOLS[@]}"; do tool_init "$t"; done
-for t in "${TOOLS[@]}"; do tool_backup full "$t"; done
+for round in $(seq "$BENCH_ROUNDS"); do
+    for t in "${TOOLS[@]}"; do
+        rm -rf -- "$WORK/repo-$t"
+        tool_init "$t"
+        tool_backup full "$t"
+    done
+done
 
 log "mutating the data (seed $BENCH_SEED)"
 python3 "$SCRIPT_DIR/gen_data.py" "$DATA" --mutate --seed "$BENCH_SEED" 2>>"$LOGS/gen.log" \
@@ -287,14 +297,18 @@ BYTES_INCR=$(data_bytes)
 FILES_INCR=$(data_files)
 
 for t in "${TOOLS[@]}"; do tool_backup incr "$t"; done
-for t in "${TOOLS[@]}"; do
-    target="$WORK/restore/$t"
-    mkdir -p "$target"
-    tool_restore "$t" "$target"
-    verify_restore "$t" "$target"
-    rm -rf -- "$target"
+for round in $(seq "$BENCH_ROUNDS"); do
+    for t in "${TOOLS[@]}"; do
+        target="$WORK/restore/$t"
+        mkdir -p "$target"
+        tool_restore "$t" "$target"
+        verify_restore "$t" "$target"
+        rm -rf -- "$target"
+    done
 done
-for t in "${TOOLS[@]}"; do tool_check "$t"; done
+for round in $(seq "$BENCH_ROUNDS"); do
+    for t in "${TOOLS[@]}"; do tool_check "$t"; done
+done
 
 # --- report ------------------------------------------------------------------------------
 echo
@@ -305,14 +319,24 @@ import sys
 
 results, bytes_full, bytes_incr, markdown, header = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 STEPS = [("full", "full backup"), ("incr", "incremental"), ("restore", "restore"), ("check", "check (read all)")]
-rows = {}
+runs = {}
 tools = []
 for line in open(results):
     step, tool, wall, user, sys_, rss, repo = line.rstrip("\n").split("\t")
-    rows[(step, tool)] = dict(wall=float(wall), cpu=float(user) + float(sys_), rss=int(rss) / 1024,
-                              repo=None if repo == "-" else int(repo) / 2**20)
+    runs.setdefault((step, tool), []).append(dict(wall=float(wall), cpu=float(user) + float(sys_), rss=int(rss) / 1024,
+                                                  repo=None if repo == "-" else int(repo) / 2**20))
     if tool not in tools:
         tools.append(tool)
+
+def median(values):
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+# With BENCH_ROUNDS > 1 each figure is the median over the rounds; the repository size is the last one.
+rows = {key: dict(wall=median([r["wall"] for r in rs]), cpu=median([r["cpu"] for r in rs]),
+                  rss=median([r["rss"] for r in rs]), repo=rs[-1]["repo"])
+        for key, rs in runs.items()}
 
 def data_bytes(step):
     return bytes_full if step == "full" else bytes_incr
@@ -334,7 +358,9 @@ for step, name in STEPS:
             continue
         main.append([name, tool, f"{r['wall']:.2f}", f"{mbps(step, tool):.1f}", f"{r['cpu']:.2f}",
                      f"{r['rss']:.1f}", fmt(r["repo"])])
-tables.append(("Results (MB/s = data dir bytes / wall, 1 MB = 10^6 bytes; RSS and repo in MiB)",
+rounds = max(len(rs) for rs in runs.values())
+tables.append((("Results, median of %d rounds " % rounds if rounds > 1 else "Results ")
+               + "(MB/s = data dir bytes / wall, 1 MB = 10^6 bytes; RSS and repo in MiB)",
                ["step", "tool", "wall s", "MB/s", "CPU s", "peak RSS MiB", "repo MiB"], main))
 
 def ratio(a, b):
