@@ -119,12 +119,12 @@ final class Archiver: @unchecked Sendable {
         files: 0, directories: 0, otherEntries: 0, totalBytes: 0, bytesRead: 0, filesUnchanged: 0, newBlobs: 0,
         newBytes: 0, storedBytes: 0, durationSeconds: 0, unreadable: 0)
     private(set) var unreadable: [String] = []
-    // Storing-thread state:
+    /// Blobs claimed by a chunk worker but not yet in an indexed pack; guarded by `indexLock`.
     private var pending = Set<ObjectID>()
+    // Writer-thread state:
     private var dataPack: PackWriter?
     private var treePack: PackWriter?
     private var written: [(id: ObjectID, entries: [PackEntry])] = []
-    // Pending blobs are shared by both storing stages, guarded by `indexLock`.
     private var storeStats = StoreStats()
     private var writerFailed = false
 
@@ -527,7 +527,7 @@ final class Archiver: @unchecked Sendable {
         }
     }
 
-    // MARK: - Storing thread
+    // MARK: - Chunk workers and writer
 
     /// Takes chunks one at a time: hash, claim if new, compress. The worker that finishes a
     /// batch's last chunk hands the batch to the writer.
