@@ -1,5 +1,5 @@
 import Glibc
-public import LifeboatCore
+import LifeboatCore
 import Synchronization
 
 /// What `check` found.

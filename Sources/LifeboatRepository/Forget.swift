@@ -1,5 +1,5 @@
 import Glibc
-public import LifeboatCore
+import LifeboatCore
 
 /// Which snapshots to keep, per group of host, workload and paths (as restic's `forget`).
 public struct RetentionPolicy: Sendable {

@@ -1,5 +1,5 @@
 import Crypto
-public import LifeboatCore
+import LifeboatCore
 
 /// A 32-byte object id: the SHA-256 of a blob's plaintext, or a random id for packs and locks.
 public struct ObjectID: Hashable, Comparable, Sendable, CustomStringConvertible {

@@ -1,5 +1,5 @@
 import Glibc
-public import LifeboatCore
+import LifeboatCore
 
 /// What a blob holds.
 public enum BlobType: UInt8, Sendable {

@@ -1,5 +1,5 @@
 import Glibc
-public import LifeboatCore
+import LifeboatCore
 
 /// What `prune` did (or, with `dryRun`, would do).
 public struct PruneReport: Sendable {

@@ -1,6 +1,6 @@
 import Foundation
 import Glibc
-public import LifeboatCore
+import LifeboatCore
 
 /// An open repository: its config, its paths, and the syscalls it writes through.
 ///

@@ -1,5 +1,5 @@
 import Foundation
-public import LifeboatCore
+import LifeboatCore
 
 /// The repository's `config` file: format version, id, and the parameters every writer must share.
 ///

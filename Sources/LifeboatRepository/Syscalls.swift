@@ -95,21 +95,6 @@ enum Posix {
         return done
     }
 
-    /// Reads up to `buffer.count` bytes at the current offset, filling as much as the file has.
-    static func readFull(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) -> Int {
-        var done = 0
-        while done < buffer.count {
-            let got = Glibc.read(fd, buffer.baseAddress! + done, buffer.count - done)
-            if got < 0 {
-                if errno == EINTR { continue }
-                return -Int(errno)
-            }
-            if got == 0 { break }
-            done += got
-        }
-        return done
-    }
-
     /// Writes all of `buffer` at `offset`; returns 0 or an errno.
     static func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, offset: UInt64) -> Int32 {
         var done = 0
@@ -131,7 +116,7 @@ enum Posix {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw ioError(errno, "reading", path) }
         var result = [UInt8](repeating: 0, count: Int(st.st_size))
-        let got = result.withUnsafeMutableBytes { readFull(fd, $0) }
+        let got = result.withUnsafeMutableBytes { pread(fd, $0, offset: 0) }
         if got < 0 { throw ioError(Int32(-got), "reading", path) }
         if got != result.count { throw LifeboatError(.integrity, "\(path) changed size while it was read") }
         return result

@@ -1,6 +1,6 @@
 import CLifeboatPosix
 import Glibc
-public import LifeboatCore
+import LifeboatCore
 
 /// A deterministic SHA-256 over a directory tree: names, types, contents, permission bits,
 /// owners, mtimes, symlink targets, device numbers, hard-link groups and xattrs, plus the
