@@ -4,12 +4,41 @@ import Synchronization
 
 /// Reads blobs back from packs and verifies each one before handing it out.
 ///
-/// Safe to use from many threads: pack file descriptors are shared through a small cache,
-/// and every blob is decompressed and hashed by the calling thread.
+/// Safe to use from many threads: pack file descriptors are shared through a cache of at most
+/// `maxOpenPacks` (so a restore of a repository with thousands of packs never runs out of
+/// descriptors); a descriptor is closed only when no read is using it. Every blob is
+/// decompressed and hashed by the calling thread.
 final class BlobReader: Sendable {
     let repository: Repository
     let index: BlobIndex
-    private let openPacks = Mutex<[UInt32: Int32]>([:])
+    static let maxOpenPacks = 64
+    private let openPacks = Mutex(PackCache())
+
+    /// Open pack descriptors with how many reads use each and when each was last used.
+    private struct PackCache {
+        var entries: [UInt32: (fd: Int32, users: Int, lastUse: UInt64)] = [:]
+        var clock: UInt64 = 0
+
+        /// Claims the cached descriptor of `pack`, if any.
+        mutating func claim(_ pack: UInt32) -> Int32? {
+            guard let entry = entries[pack] else { return nil }
+            clock += 1
+            entries[pack] = (entry.fd, entry.users + 1, clock)
+            return entry.fd
+        }
+
+        /// Closes the least recently used idle descriptors beyond the limit.
+        mutating func trim() {
+            while entries.count > BlobReader.maxOpenPacks {
+                guard
+                    let victim = entries.filter({ $0.value.users == 0 }).min(by: { $0.value.lastUse < $1.value.lastUse }
+                    )
+                else { return }
+                close(victim.value.fd)
+                entries[victim.key] = nil
+            }
+        }
+    }
 
     init(repository: Repository, index: BlobIndex) {
         self.repository = repository
@@ -17,28 +46,41 @@ final class BlobReader: Sendable {
     }
 
     deinit {
-        openPacks.withLock { packs in for fd in packs.values { close(fd) } }
+        openPacks.withLock { cache in for entry in cache.entries.values { close(entry.fd) } }
     }
 
-    private func descriptor(for pack: UInt32) throws -> Int32 {
-        if let fd = openPacks.withLock({ $0[pack] }) { return fd }
+    /// A descriptor of `pack`, claimed until `release(pack)`.
+    private func claim(_ pack: UInt32) throws -> Int32 {
+        if let fd = openPacks.withLock({ $0.claim(pack) }) { return fd }
         let path = repository.paths.packPath(index.packs[Int(pack)])
         let fd = try Posix.open(path, O_RDONLY, action: "opening pack")
-        return openPacks.withLock { packs in
-            if let existing = packs[pack] {
+        return openPacks.withLock { cache in
+            if let existing = cache.claim(pack) {
                 close(fd)
                 return existing
             }
-            packs[pack] = fd
+            cache.clock += 1
+            cache.entries[pack] = (fd, 1, cache.clock)
+            cache.trim()
             return fd
         }
     }
 
-    /// Closes every cached pack descriptor (call between phases that touch many packs).
+    private func release(_ pack: UInt32) {
+        openPacks.withLock { cache in
+            guard let entry = cache.entries[pack] else { return }
+            cache.entries[pack] = (entry.fd, entry.users - 1, entry.lastUse)
+            cache.trim()
+        }
+    }
+
+    /// Closes every idle cached pack descriptor.
     func closePacks() {
-        openPacks.withLock { packs in
-            for fd in packs.values { close(fd) }
-            packs.removeAll()
+        openPacks.withLock { cache in
+            for (pack, entry) in cache.entries where entry.users == 0 {
+                close(entry.fd)
+                cache.entries[pack] = nil
+            }
         }
     }
 
@@ -53,7 +95,8 @@ final class BlobReader: Sendable {
     }
 
     func read(_ id: ObjectID, at location: BlobLocation) throws -> [UInt8] {
-        let fd = try descriptor(for: location.pack)
+        let fd = try claim(location.pack)
+        defer { release(location.pack) }
         let packName = index.packs[Int(location.pack)].hex
         var got = 0
         let stored = [UInt8](unsafeUninitializedCapacity: Int(location.length)) { buffer, initialized in

@@ -282,7 +282,6 @@ private final class RestoreWorkers: @unchecked Sendable {
 
 /// Walks a snapshot's trees, creating entries, while `RestoreWorkers` fill in file contents.
 private final class Restorer {
-    let repository: Repository
     let reader: BlobReader
     let progress: TransferProgress
     let isRoot = geteuid() == 0
@@ -298,7 +297,6 @@ private final class Restorer {
     }
 
     init(repository: Repository, index: BlobIndex, progress: TransferProgress) {
-        self.repository = repository
         self.reader = BlobReader(repository: repository, index: index)
         self.progress = progress
         workers = RestoreWorkers(reader: reader, progress: progress, isRoot: isRoot)

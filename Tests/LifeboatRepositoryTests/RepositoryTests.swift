@@ -126,6 +126,38 @@ final class RepositoryTests: XCTestCase {
         XCTAssertEqual(files(below: temp.sub("out")), ["good"], "nothing unverified is written, no temp file left")
     }
 
+    func testRestoreThroughManyPacksKeepsFewDescriptorsOpen() throws {
+        let temp = TempDirectory()
+        var config = RepositoryConfig.makeNew()
+        config.packSize = 1 << 20  // the smallest allowed: many packs from little data
+        let repository = try Repository.initialize(at: temp.sub("repo"), config: config)
+        for i in 0..<160 { try writeFile(temp.sub("src/f\(i)"), randomBytes(1 << 20, seed: UInt64(i + 1))) }
+        _ = try repository.backup(source: temp.sub("src"), options: BackupOptions(host: "h"))
+        XCTAssertGreaterThan(
+            try repository.listPacks().count, BlobReader.maxOpenPacks, "the test needs more packs than the cache holds")
+        let reader = BlobReader(repository: repository, index: try repository.loadIndex())
+        let ids = try TreeFormat.decode(
+            try reader.read(try repository.resolveSnapshot("latest").snapshot.treeID),
+            id: try repository.resolveSnapshot("latest").snapshot.treeID
+        ).flatMap { node in
+            node.content.compactMap { piece -> ObjectID? in if case .blob(let id, _) = piece { id } else { nil } }
+        }
+        func openDescriptors() throws -> Int {
+            try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count
+        }
+        let baseline = try openDescriptors()
+        var peak = baseline
+        for id in ids {
+            _ = try reader.read(id)
+            peak = max(peak, try openDescriptors())
+        }
+        XCTAssertLessThanOrEqual(peak - baseline, BlobReader.maxOpenPacks + 2, "open pack descriptors stay bounded")
+        let restored = try repository.restore(
+            snapshot: try repository.resolveSnapshot("latest"), target: temp.sub("out"))
+        XCTAssertTrue(restored.failures.isEmpty)
+        XCTAssertEqual(try TreeDigest.compute(temp.sub("src")).digest, try TreeDigest.compute(temp.sub("out")).digest)
+    }
+
     func testDamagedIndexAndSnapshotAreNamed() throws {
         let temp = TempDirectory()
         try writeFile(temp.sub("src/f"), textBytes(10_000))

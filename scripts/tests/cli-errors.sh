@@ -33,15 +33,9 @@ state_of() {
 bad() {
     local name=$1 codes=$2 named=$3 watch=$4
     shift 4
-    local envs=()
-    while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do
-        envs+=("$1")
-        shift
-    done
-    shift
     local before after
     before="$(state_of "$watch")"
-    lb_env "$OUT" "$ERR" "${envs[@]+"${envs[@]}"}" -- "$@"
+    lb_env "$OUT" "$ERR" "$@"  # the rest is [ENV=VALUE...] -- ARGS..., as lb_env takes it
     assert_exit "$name" "$codes" "$LB_RC" "$ERR"
     assert_one_line "$name: stderr" "$ERR"
     if [ -n "$named" ]; then
