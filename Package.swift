@@ -13,14 +13,18 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "lifeboat", targets: ["lifeboat"]),
+        .executable(name: "lifeboatd", targets: ["lifeboatd"]),
         .library(name: "LifeboatRepository", targets: ["LifeboatRepository"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .target(name: "CLifeboatPosix"),
         .target(name: "LifeboatCore", swiftSettings: strictSettings),
         .target(
@@ -31,16 +35,42 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        .target(name: "LifeboatJournal", dependencies: ["LifeboatCore"], swiftSettings: strictSettings),
+        .target(
+            name: "LifeboatJournal", dependencies: ["LifeboatCore", "CLifeboatPosix"], swiftSettings: strictSettings),
+        .target(
+            name: "LifeboatCapture",
+            dependencies: ["LifeboatCore", "LifeboatJournal", "CFuse3", "CLifeboatPosix"],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "LifeboatAgent",
+            dependencies: [
+                "LifeboatCore", "LifeboatJournal", "LifeboatCapture", "LifeboatRepository", "CLifeboatPosix",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "lifeboatd",
+            dependencies: [
+                "LifeboatCore", "LifeboatAgent",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "lifeboat",
             dependencies: [
-                "LifeboatCore", "LifeboatRepository",
+                "LifeboatCore", "LifeboatRepository", "LifeboatJournal",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
         ),
         .testTarget(name: "LifeboatCoreTests", dependencies: ["LifeboatCore"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "LifeboatAgentTests", dependencies: ["LifeboatAgent", "LifeboatCore"],
+            swiftSettings: strictSettings),
         .testTarget(
             name: "LifeboatJournalTests", dependencies: ["LifeboatJournal", "LifeboatCore"],
             swiftSettings: strictSettings),

@@ -6,11 +6,15 @@
 #
 # Packages: libfuse3-dev fuse3 (capture), libzstd-dev (compression), pkg-config (build),
 # attr (xattr tools for tests), util-linux (script, for terminal tests), time (peak RSS),
-# python3 (benchmark data), restic and borgbackup (benchmark peers).
+# python3 (benchmark data, file-operation tests), restic and borgbackup (benchmark peers),
+# curl (agent API from scripts), sqlite3 redis-server postgresql postgresql-contrib (real
+# services inside a captured data dir; the Debian services are disabled, tests start their
+# own), fio (capture benchmark).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-packages=(libfuse3-dev fuse3 libzstd-dev pkg-config attr util-linux time python3 restic borgbackup)
+packages=(libfuse3-dev fuse3 libzstd-dev pkg-config attr util-linux time python3 restic borgbackup
+    curl sqlite3 redis-server postgresql postgresql-contrib fio)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -51,14 +51,16 @@ enum JournalFormat {
     }
 
     static func appendFrame(
-        to buffer: inout [UInt8], epoch: UInt64, seq: UInt64, kind: UInt8, payload: UnsafeRawBufferPointer
+        to buffer: inout [UInt8], epoch: UInt64, seq: UInt64, kind: UInt8,
+        header: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0), payload: UnsafeRawBufferPointer
     ) {
-        let bodyLength = bodyFixedSize + payload.count
+        let bodyLength = bodyFixedSize + header.count + payload.count
         let start = buffer.count
         buffer.append(contentsOf: repeatElement(0, count: frameHeaderSize))
         withUnsafeBytes(of: epoch.littleEndian) { buffer.append(contentsOf: $0) }
         withUnsafeBytes(of: seq.littleEndian) { buffer.append(contentsOf: $0) }
         buffer.append(kind)
+        if header.count > 0 { buffer.append(contentsOf: header) }
         buffer.append(contentsOf: payload)
         let crc = buffer.withUnsafeBytes {
             CRC32C.update(0, UnsafeRawBufferPointer(rebasing: $0[(start + frameHeaderSize)...]))

@@ -10,21 +10,40 @@ import Synchronization
 /// so a fenced primary cannot add to the journal. After any failed write or fsync the writer
 /// refuses everything: a failed fsync is never retried into success.
 ///
-/// Safe to call from many threads; appends are serialized.
+/// Safe to call from many threads. Appends only copy into memory under a short lock; writing
+/// and fsyncing happen under a second lock, so appends go on while a sync waits for the disk,
+/// and callers that wait behind a sync find their records covered by it (group commit).
 public final class JournalWriter: Sendable {
     public let directory: String
     public let segmentSize: Int
+    /// Appended records not yet handed to the disk, and the positions.
     private let state: Mutex<State>
+    /// The open segment; held while writing and fsyncing.
+    private let io: Mutex<IO>
+
+    /// Bytes of appended records that make an append wait for them to be written.
+    static let backpressureBytes = 8 << 20
+
+    private struct Pending {
+        /// Set when these bytes start a new segment file (they begin with its header).
+        var newSegment: (firstSeq: UInt64, path: String)?
+        var bytes: [UInt8]
+    }
 
     private struct State {
         var segments: [(firstSeq: UInt64, path: String)]
-        var fd: Int32 = -1
+        /// Size the current segment will have once everything pending is written.
         var segmentBytes = 0
-        var buffer: [UInt8] = []
+        var pending: [Pending] = []
+        var pendingBytes = 0
         var last: Position?
         var durable: Position?
-        var directoryDirty = false
         var failure: LifeboatError?
+    }
+
+    private struct IO {
+        var fd: Int32 = -1
+        var directoryDirty = false
     }
 
     /// What recovery found when the journal was opened.
@@ -60,6 +79,7 @@ public final class JournalWriter: Sendable {
             tailLength = scan.validLength
         }
         var state = State(segments: segments, last: last, durable: last)
+        var io = IO()
         if let tail = segments.last {
             if tailLength < JournalFormat.segmentHeaderSize {
                 // A segment that never got its header: remove it, appending recreates it.
@@ -78,17 +98,18 @@ public final class JournalWriter: Sendable {
                     }
                 }
                 lseek(fd, off_t(tailLength), SEEK_SET)
-                state.fd = fd
+                io.fd = fd
                 state.segmentBytes = tailLength
             }
         }
         self.state = Mutex(state)
+        self.io = Mutex(io)
         recovery = Recovery(last: last, records: records, tornBytesRemoved: torn)
     }
 
     deinit {
-        state.withLock { state in
-            if state.fd >= 0 { close(state.fd) }
+        io.withLock { io in
+            if io.fd >= 0 { close(io.fd) }
         }
     }
 
@@ -101,12 +122,22 @@ public final class JournalWriter: Sendable {
     /// Appends one record and returns its position. It is durable only after `sync()`.
     @discardableResult
     public func append(epoch: UInt64, kind: UInt8, payload: UnsafeRawBufferPointer) throws -> Position {
-        guard payload.count <= JournalFormat.maxPayload else {
+        try append(epoch: epoch, kind: kind, header: UnsafeRawBufferPointer(start: nil, count: 0), payload: payload)
+    }
+
+    /// Appends one record whose payload is `header` followed by `payload` (a write's data is
+    /// framed without first being copied next to its header).
+    @discardableResult
+    public func append(
+        epoch: UInt64, kind: UInt8, header: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer
+    ) throws -> Position {
+        let payloadSize = header.count + payload.count
+        guard payloadSize <= JournalFormat.maxPayload else {
             throw LifeboatError(
                 .badInput,
-                "journal record of \(payload.count) bytes is larger than the \(JournalFormat.maxPayload)-byte limit")
+                "journal record of \(payloadSize) bytes is larger than the \(JournalFormat.maxPayload)-byte limit")
         }
-        return try state.withLock { state in
+        let (position, backlog) = try state.withLock { state -> (Position, Int) in
             if let failure = state.failure { throw failure }
             if let last = state.last, epoch < last.epoch {
                 throw LifeboatError(
@@ -115,16 +146,29 @@ public final class JournalWriter: Sendable {
                 )
             }
             let seq = (state.last?.seq ?? 0) + 1
-            let frameSize = JournalFormat.frameHeaderSize + JournalFormat.bodyFixedSize + payload.count
-            if state.fd < 0 || state.segmentBytes + state.buffer.count + frameSize > segmentSize {
-                try startSegment(&state, firstSeq: seq)
+            let frameSize = JournalFormat.frameHeaderSize + JournalFormat.bodyFixedSize + payloadSize
+            if state.segments.isEmpty || state.segmentBytes + frameSize > segmentSize {
+                let path = directory + "/" + JournalFormat.segmentName(firstSeq: seq)
+                let header = JournalFormat.segmentHeader(firstSeq: seq)
+                state.segments.append((seq, path))
+                state.pending.append(Pending(newSegment: (seq, path), bytes: header))
+                state.segmentBytes = header.count
+                state.pendingBytes += header.count
+            } else if state.pending.isEmpty {
+                state.pending.append(Pending(newSegment: nil, bytes: []))
             }
-            JournalFormat.appendFrame(to: &state.buffer, epoch: epoch, seq: seq, kind: kind, payload: payload)
-            if state.buffer.count >= 1 << 20 { try flush(&state) }
+            let index = state.pending.count - 1
+            state.pending[index].bytes.reserveCapacity(state.pending[index].bytes.count + frameSize)
+            JournalFormat.appendFrame(
+                to: &state.pending[index].bytes, epoch: epoch, seq: seq, kind: kind, header: header, payload: payload)
+            state.segmentBytes += frameSize
+            state.pendingBytes += frameSize
             let position = Position(epoch: epoch, seq: seq)
             state.last = position
-            return position
+            return (position, state.pendingBytes)
         }
+        if backlog >= JournalWriter.backpressureBytes { try write(sync: false, through: nil) }
+        return position
     }
 
     /// Appends one record from an array.
@@ -134,24 +178,76 @@ public final class JournalWriter: Sendable {
     }
 
     /// Writes and fsyncs everything appended so far; returns the durable position.
+    ///
+    /// With `through`, returns at once when that seq is already durable: callers that wait on
+    /// the lock behind another caller's fsync find their records covered by it (group commit).
     @discardableResult
-    public func sync() throws -> Position? {
-        try state.withLock { state in
-            if let failure = state.failure { throw failure }
-            try flush(&state)
-            if state.fd >= 0 && fsync(state.fd) != 0 {
-                throw fail(&state, journalIOError(errno, "syncing journal segment in", directory))
+    public func sync(through seq: UInt64? = nil) throws -> Position? {
+        try write(sync: true, through: seq)
+    }
+
+    /// Hands pending bytes to the segment files; with `sync`, fsyncs them too.
+    @discardableResult
+    private func write(sync: Bool, through seq: UInt64?) throws -> Position? {
+        try io.withLock { io in
+            let taken = try state.withLock { state -> (pending: [Pending], last: Position?)? in
+                if let failure = state.failure { throw failure }
+                if sync, let seq, let durable = state.durable, durable.seq >= seq { return nil }
+                let pending = state.pending
+                state.pending = []
+                return (pending, state.last)
             }
-            if state.directoryDirty {
-                do {
-                    try JournalWriter.syncDirectory(directory)
-                } catch let error as LifeboatError {
-                    throw fail(&state, error)
+            guard let taken else { return state.withLock { $0.durable } }
+            var written = 0
+            do {
+                for chunk in taken.pending {
+                    if let segment = chunk.newSegment {
+                        if io.fd >= 0 {
+                            // The finished segment must be complete on disk before a later one exists.
+                            if fsync(io.fd) != 0 {
+                                throw journalIOError(errno, "syncing journal segment in", directory)
+                            }
+                            close(io.fd)
+                            io.fd = -1
+                        }
+                        let fd = open(segment.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+                        guard fd >= 0 else { throw journalIOError(errno, "creating journal segment", segment.path) }
+                        io.fd = fd
+                        io.directoryDirty = true
+                    }
+                    try writeAll(io.fd, chunk.bytes)
+                    written += chunk.bytes.count
                 }
-                state.directoryDirty = false
+                if sync {
+                    if io.fd >= 0 && fsync(io.fd) != 0 {
+                        throw journalIOError(errno, "syncing journal segment in", directory)
+                    }
+                    if io.directoryDirty {
+                        try JournalWriter.syncDirectory(directory)
+                        io.directoryDirty = false
+                    }
+                }
+            } catch let error as LifeboatError {
+                state.withLock { $0.failure = error }
+                throw error
             }
-            state.durable = state.last
-            return state.durable
+            return state.withLock { state in
+                state.pendingBytes -= written
+                if sync, let last = taken.last, state.durable.map({ $0 < last }) ?? true { state.durable = last }
+                return state.durable
+            }
+        }
+    }
+
+    private func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
+        var done = 0
+        while done < bytes.count {
+            let wrote = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
+            if wrote < 0 {
+                if errno == EINTR { continue }
+                throw journalIOError(errno, "writing journal segment in", directory)
+            }
+            done += wrote
         }
     }
 
@@ -159,57 +255,21 @@ public final class JournalWriter: Sendable {
     /// written). Returns how many were removed.
     @discardableResult
     public func removeSegments(through seq: UInt64) throws -> Int {
-        try state.withLock { state in
-            var removed = 0
-            while state.segments.count > 1, state.segments[1].firstSeq - 1 <= seq {
-                let segment = state.segments.removeFirst()
-                if unlink(segment.path) != 0 { throw journalIOError(errno, "removing journal segment", segment.path) }
-                removed += 1
+        try write(sync: false, through: nil)
+        return try io.withLock { _ in
+            try state.withLock { state in
+                var removed = 0
+                while state.segments.count > 1, state.segments[1].firstSeq - 1 <= seq {
+                    let segment = state.segments.removeFirst()
+                    if unlink(segment.path) != 0 {
+                        throw journalIOError(errno, "removing journal segment", segment.path)
+                    }
+                    removed += 1
+                }
+                if removed > 0 { try JournalWriter.syncDirectory(directory) }
+                return removed
             }
-            if removed > 0 { try JournalWriter.syncDirectory(directory) }
-            return removed
         }
-    }
-
-    private func startSegment(_ state: inout State, firstSeq: UInt64) throws {
-        if state.fd >= 0 {
-            try flush(&state)
-            // The finished segment must be complete on disk before a later one exists.
-            if fsync(state.fd) != 0 {
-                throw fail(&state, journalIOError(errno, "syncing journal segment in", directory))
-            }
-            close(state.fd)
-            state.fd = -1
-        }
-        let path = directory + "/" + JournalFormat.segmentName(firstSeq: firstSeq)
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw fail(&state, journalIOError(errno, "creating journal segment", path)) }
-        state.fd = fd
-        state.segmentBytes = 0
-        state.segments.append((firstSeq, path))
-        state.directoryDirty = true
-        state.buffer.insert(contentsOf: JournalFormat.segmentHeader(firstSeq: firstSeq), at: 0)
-    }
-
-    private func flush(_ state: inout State) throws {
-        guard !state.buffer.isEmpty, state.fd >= 0 else { return }
-        var done = 0
-        while done < state.buffer.count {
-            let fd = state.fd
-            let written = state.buffer.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw fail(&state, journalIOError(errno, "writing journal segment in", directory))
-            }
-            done += written
-        }
-        state.segmentBytes += state.buffer.count
-        state.buffer.removeAll(keepingCapacity: true)
-    }
-
-    private func fail(_ state: inout State, _ error: LifeboatError) -> LifeboatError {
-        state.failure = error
-        return error
     }
 
     static func syncDirectory(_ directory: String) throws {

@@ -1,112 +1,18 @@
 import LifeboatCore
 
-/// Appends little-endian integers, varints and byte strings to a growing buffer.
-struct ByteWriter {
-    var bytes: [UInt8] = []
-
-    mutating func u8(_ value: UInt8) { bytes.append(value) }
-
-    mutating func u32(_ value: UInt32) { withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) } }
-
-    mutating func u64(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) } }
-
-    mutating func i64(_ value: Int64) { u64(UInt64(bitPattern: value)) }
-
-    mutating func varint(_ value: UInt64) {
-        var rest = value
-        while rest >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: rest) | 0x80)
-            rest >>= 7
-        }
-        bytes.append(UInt8(rest))
-    }
-
+extension ByteWriter {
+    /// A 32-byte object id.
     mutating func id(_ value: ObjectID) {
         let start = bytes.count
         bytes.append(contentsOf: repeatElement(0, count: 32))
         bytes.withUnsafeMutableBytes { value.store(to: $0.baseAddress! + start) }
     }
-
-    /// A varint length followed by the bytes.
-    mutating func data(_ value: [UInt8]) {
-        varint(UInt64(value.count))
-        bytes.append(contentsOf: value)
-    }
-
-    mutating func raw(_ value: [UInt8]) { bytes.append(contentsOf: value) }
 }
 
-/// Reads what `ByteWriter` wrote; every read is bounds-checked and throws on truncation.
-struct ByteReader {
-    let bytes: [UInt8]
-    var offset: Int
-    /// Names the object in errors ("tree 1a2b3c4d", "index file ...").
-    let context: String
-
-    init(_ bytes: [UInt8], offset: Int = 0, context: String) {
-        self.bytes = bytes
-        self.offset = offset
-        self.context = context
-    }
-
-    var remaining: Int { bytes.count - offset }
-
-    private mutating func need(_ count: Int) throws {
-        guard count >= 0, count <= remaining else {
-            throw LifeboatError(
-                .integrity, "\(context) is truncated or damaged (needs \(count) bytes at offset \(offset))")
-        }
-    }
-
-    mutating func u8() throws -> UInt8 {
-        try need(1)
-        defer { offset += 1 }
-        return bytes[offset]
-    }
-
-    mutating func u32() throws -> UInt32 {
-        try need(4)
-        defer { offset += 4 }
-        return bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
-    }
-
-    mutating func u64() throws -> UInt64 {
-        try need(8)
-        defer { offset += 8 }
-        return bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
-    }
-
-    mutating func i64() throws -> Int64 { Int64(bitPattern: try u64()) }
-
-    mutating func varint() throws -> UInt64 {
-        var result: UInt64 = 0
-        var shift: UInt64 = 0
-        while true {
-            let byte = try u8()
-            guard shift < 64 else { throw LifeboatError(.integrity, "\(context) has a malformed number") }
-            result |= UInt64(byte & 0x7f) << shift
-            if byte & 0x80 == 0 { return result }
-            shift += 7
-        }
-    }
-
+extension ByteReader {
     mutating func id() throws -> ObjectID {
         try need(32)
         defer { offset += 32 }
         return bytes.withUnsafeBytes { ObjectID(loadingFrom: $0.baseAddress! + offset) }
-    }
-
-    mutating func data() throws -> [UInt8] {
-        let length = try varint()
-        guard length <= UInt64(remaining) else {
-            throw LifeboatError(.integrity, "\(context) is truncated or damaged (string of \(length) bytes)")
-        }
-        return try raw(Int(length))
-    }
-
-    mutating func raw(_ count: Int) throws -> [UInt8] {
-        try need(count)
-        defer { offset += count }
-        return Array(bytes[offset..<(offset + count)])
     }
 }

@@ -31,6 +31,14 @@ public struct Snapshot: Codable, Sendable {
         public var gid: UInt32
         public var mtime: Timestamp
         public var xattrs: [String: String]?
+
+        public init(mode: UInt32, uid: UInt32, gid: UInt32, mtime: Timestamp, xattrs: [String: String]?) {
+            self.mode = mode
+            self.uid = uid
+            self.gid = gid
+            self.mtime = mtime
+            self.xattrs = xattrs
+        }
     }
 
     /// Totals of a backup.

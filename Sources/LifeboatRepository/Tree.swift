@@ -183,3 +183,33 @@ enum TreeFormat {
         return nodes
     }
 }
+
+extension Node {
+    /// A node with metadata only; contents or a subtree are filled in when it is stored.
+    public init(
+        kind: NodeKind, name: [UInt8], mode: UInt32, uid: UInt32, gid: UInt32, mtime: Timestamp, ctime: Timestamp,
+        device: UInt64, inode: UInt64, links: UInt32, size: UInt64, rdev: UInt64,
+        xattrs: [(name: [UInt8], value: [UInt8])], linkTarget: [UInt8]
+    ) {
+        self.init(
+            kind: kind, name: name, mode: mode, uid: uid, gid: gid, mtime: mtime, ctime: ctime, device: device,
+            inode: inode, links: links, size: size, rdev: rdev, xattrs: xattrs, linkTarget: linkTarget, subtree: nil,
+            content: [])
+    }
+}
+
+extension NodeKind {
+    /// The kind of a `st_mode`'s file type bits, or nil for an unknown type.
+    public init?(mode: UInt32) {
+        switch mode & 0o170000 {
+        case 0o100000: self = .file
+        case 0o040000: self = .directory
+        case 0o120000: self = .symlink
+        case 0o010000: self = .fifo
+        case 0o020000: self = .characterDevice
+        case 0o060000: self = .blockDevice
+        case 0o140000: self = .socket
+        default: return nil
+        }
+    }
+}

@@ -6,7 +6,8 @@ import LifeboatCore
 /// owners, mtimes, symlink targets, device numbers, hard-link groups and xattrs, plus the
 /// root directory's own metadata. Two trees with equal digests restore to the same state.
 ///
-/// Not included: atime, ctime, inode numbers, and directory sizes, which no restore can keep.
+/// Not included: atime, ctime, inode numbers, and directory sizes, which no restore can keep;
+/// nor Lifeboat's own `trusted.lifeboat.*` xattrs (file ids), which the service never sees.
 public enum TreeDigest {
     public struct Result: Sendable {
         public var digest: ObjectID
@@ -32,7 +33,7 @@ public enum TreeDigest {
             record.varint(UInt64(st.st_gid))
             record.i64(Int64(st.st_mtim.tv_sec))
             record.u32(UInt32(st.st_mtim.tv_nsec))
-            let xattrs = try FileMetadata.xattrs(path)
+            let xattrs = try FileMetadata.xattrs(path).filter { !ReservedXattr.isReserved($0.name) }
             record.varint(UInt64(xattrs.count))
             for xattr in xattrs {
                 record.data(xattr.name)

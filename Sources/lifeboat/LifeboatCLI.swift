@@ -15,7 +15,7 @@ struct LifeboatCLI: ParsableCommand {
         subcommands: [
             Init.self, Backup.self, Snapshots.self, Ls.self, Diff.self, Restore.self, Check.self, Forget.self,
             Prune.self,
-            Unlock.self, Digest.self,
+            Unlock.self, Digest.self, JournalList.self, ReplayCommand.self,
         ])
 
     /// Parses, runs, and turns every failure into one line on stderr and a documented exit code.

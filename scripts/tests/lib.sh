@@ -413,3 +413,77 @@ lb_is_zombie() {
 lb_is_running() {
     kill -0 "$1" 2>/dev/null && ! lb_is_zombie "$1"
 }
+
+# ---------------------------------------------------------------- captured data dirs (lifeboatd)
+
+LIFEBOATD_BIN="${LIFEBOATD_BIN:-$LB_REPO_ROOT/.build/release/lifeboatd}"
+case "$LIFEBOATD_BIN" in
+    /*) ;;
+    *) LIFEBOATD_BIN="$LB_REPO_ROOT/$LIFEBOATD_BIN" ;;
+esac
+LB_AGENT_PORT_NEXT=$((17400 + RANDOM % 2000))
+
+# lb_capture_config NAME: writes $LB_TMP/NAME/agent.yaml for one workload NAME with
+# data/backing/journal dirs under $LB_TMP/NAME and a repository in $LB_TMP/NAME/volume/repo.
+# Sets LB_CAP_DIR, LB_CAP_CONFIG, LB_CAP_DATA, LB_CAP_BACKING, LB_CAP_JOURNAL, LB_CAP_REPO,
+# LB_CAP_URL. Existing dirs (a restart) are kept.
+lb_capture_config() {
+    local name=$1
+    LB_CAP_DIR="$LB_TMP/$name"
+    LB_CAP_DATA="$LB_CAP_DIR/data"
+    LB_CAP_BACKING="$LB_CAP_DIR/backing"
+    LB_CAP_JOURNAL="$LB_CAP_DIR/journal"
+    LB_CAP_REPO="$LB_CAP_DIR/volume/repo"
+    LB_CAP_CONFIG="$LB_CAP_DIR/agent.yaml"
+    mkdir -p "$LB_CAP_DATA" "$LB_CAP_BACKING" "$LB_CAP_DIR/volume"
+    chmod 755 "$LB_CAP_DIR" "$LB_CAP_DATA" "$LB_CAP_BACKING"
+    if [ ! -f "$LB_CAP_CONFIG" ]; then
+        local port=$LB_AGENT_PORT_NEXT
+        LB_AGENT_PORT_NEXT=$((LB_AGENT_PORT_NEXT + 1))
+        cat >"$LB_CAP_CONFIG" <<YAML
+host: test-host
+listen: 127.0.0.1:$port
+repository: $LB_CAP_REPO
+workloads:
+  - name: $name
+    capture: fuse
+    data_dir: $LB_CAP_DATA
+    backing_dir: $LB_CAP_BACKING
+    journal_dir: $LB_CAP_JOURNAL
+YAML
+    fi
+    LB_CAP_URL="http://$(awk '/^listen:/ { print $2 }' "$LB_CAP_CONFIG")"
+}
+
+# lb_capture_start NAME: starts lifeboatd on NAME's config (lb_capture_config first if needed)
+# and waits until the data dir is mounted. Sets LB_CAP_PID. Returns 1 (after printing the
+# agent's log) if the mount does not appear within 30 s.
+lb_capture_start() {
+    local name=$1 i
+    lb_capture_config "$name"
+    LB_MOUNTS+=("$LB_CAP_DATA")
+    "$LIFEBOATD_BIN" --config "$LB_CAP_CONFIG" >>"$LB_CAP_DIR/agent.log" 2>&1 </dev/null &
+    LB_CAP_PID=$!
+    LB_PIDS+=("$LB_CAP_PID")
+    for ((i = 0; i < 300; i++)); do
+        if lb_capture_ready; then
+            return 0
+        fi
+        if ! lb_is_running "$LB_CAP_PID"; then break; fi
+        sleep 0.1
+    done
+    echo "# lifeboatd did not mount $LB_CAP_DATA; its log:"
+    sed 's/^/#   /' "$LB_CAP_DIR/agent.log" | tail -n 20
+    return 1
+}
+
+# lb_capture_ready: the data dir is mounted by the agent
+lb_capture_ready() {
+    mountpoint -q "$LB_CAP_DATA"
+}
+
+# lb_capture_stop: SIGTERM to the agent; waits up to 30 s; LB_WAIT_RC has its exit code.
+lb_capture_stop() {
+    kill -TERM "$LB_CAP_PID" 2>/dev/null
+    lb_wait_pid "$LB_CAP_PID" 30
+}

@@ -17,4 +17,30 @@ int lifeboat_o_noatime(void);
 int lifeboat_seek_data(void);
 int lifeboat_seek_hole(void);
 
+ssize_t lifeboat_fgetxattr(int fd, const char *name, void *value, size_t size);
+int lifeboat_fsetxattr(int fd, const char *name, const void *value, size_t size, int flags);
+ssize_t lifeboat_flistxattr(int fd, char *list, size_t size);
+int lifeboat_fremovexattr(int fd, const char *name);
+int lifeboat_lremovexattr(const char *path, const char *name);
+/// The following variants, for /proc/self/fd/N paths of O_PATH descriptors.
+ssize_t lifeboat_getxattr(const char *path, const char *name, void *value, size_t size);
+int lifeboat_setxattr(const char *path, const char *name, const void *value, size_t size, int flags);
+ssize_t lifeboat_listxattr(const char *path, char *list, size_t size);
+int lifeboat_removexattr(const char *path, const char *name);
+
+/// Open flags and *at() flags for the capture passthrough.
+int lifeboat_o_path(void);
+int lifeboat_o_direct(void);
+int lifeboat_at_empty_path(void);
+/// renameat2(2) and its flags (RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT).
+int lifeboat_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
+unsigned int lifeboat_rename_noreplace(void);
+unsigned int lifeboat_rename_exchange(void);
+/// fallocate(2) and its punch-hole flags.
+int lifeboat_fallocate(int fd, int mode, off_t offset, off_t length);
+int lifeboat_falloc_fl_keep_size(void);
+int lifeboat_falloc_fl_punch_hole(void);
+/// syncfs(2): flush one filesystem.
+int lifeboat_syncfs(int fd);
+
 #endif

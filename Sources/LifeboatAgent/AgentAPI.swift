@@ -1,0 +1,136 @@
+import Foundation
+import Hummingbird
+import LifeboatCapture
+import LifeboatCore
+import LifeboatJournal
+import NIOCore
+
+/// The agent's HTTP API (JSON), served on the config's `listen` address (Docs/agent.md).
+///
+/// - `GET /livez`: the process answers.
+/// - `GET /readyz`: every workload's data dir is mounted and served (503 otherwise).
+/// - `GET /v1/status`: host, workloads, epochs, journal positions, dirty map, last snapshot.
+/// - `POST /v1/workloads/NAME/snapshot`: takes a snapshot now; answers its report.
+public enum AgentAPI {
+    /// Serves until the process exits. Throws if the address cannot be bound.
+    public static func serve(_ agent: Agent, onRunning: @escaping @Sendable () -> Void) async throws {
+        let (host, port) = try address(agent.configuration.listen)
+        let router = Router()
+        router.get("livez") { _, _ in "ok\n" }
+        router.get("readyz") { _, _ -> Response in
+            if let lost = agent.lostMount {
+                return text(.serviceUnavailable, "workload \(lost.configuration.name) is not mounted\n")
+            }
+            return text(.ok, "ok\n")
+        }
+        router.get("v1/status") { _, _ -> Response in
+            try json(.ok, status(agent))
+        }
+        router.post("v1/workloads/:name/snapshot") { _, context -> Response in
+            let name = context.parameters.get("name") ?? ""
+            guard let snapshots = agent.snapshots[name] else {
+                return try json(.notFound, ErrorBody(error: "no workload named \(name) on this agent"))
+            }
+            do {
+                let report = try await runBlocking { try snapshots.snapshotNow() }
+                return try json(.ok, report)
+            } catch let error as LifeboatError {
+                return try json(
+                    .internalServerError, ErrorBody(error: error.description, exitCode: error.kind.exitCode))
+            } catch {
+                return try json(.internalServerError, ErrorBody(error: "\(error)", exitCode: 1))
+            }
+        }
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: "lifeboatd"),
+            onServerRunning: { _ in onRunning() })
+        try await app.run()
+    }
+
+    struct ErrorBody: Codable {
+        var error: String
+        var exitCode: Int32 = 1
+
+        enum CodingKeys: String, CodingKey {
+            case error
+            case exitCode = "exit_code"
+        }
+    }
+
+    struct WorkloadStatus: Codable {
+        var name: String
+        var dataDir: String
+        var backingDir: String
+        var journalDir: String
+        var epoch: UInt64
+        var position: String?
+        var durablePosition: String?
+        var dirtyFiles: Int
+        var dirtyBytes: UInt64
+        var mounted: Bool
+        var lastSnapshot: SnapshotReport?
+
+        enum CodingKeys: String, CodingKey {
+            case name, epoch, position, mounted
+            case dataDir = "data_dir"
+            case backingDir = "backing_dir"
+            case journalDir = "journal_dir"
+            case durablePosition = "durable_position"
+            case dirtyFiles = "dirty_files"
+            case dirtyBytes = "dirty_bytes"
+            case lastSnapshot = "last_snapshot"
+        }
+    }
+
+    struct Status: Codable {
+        var host: String
+        var repository: String
+        var workloads: [WorkloadStatus]
+    }
+
+    static func status(_ agent: Agent) -> Status {
+        Status(
+            host: agent.configuration.host, repository: agent.configuration.repository,
+            workloads: agent.workloads.map { workload in
+                let dirty = workload.mount.dirtySummary
+                return WorkloadStatus(
+                    name: workload.configuration.name, dataDir: workload.configuration.dataDir,
+                    backingDir: workload.configuration.backingDir, journalDir: workload.configuration.journalDir,
+                    epoch: workload.journal.epoch, position: workload.journal.writer.lastPosition.map { "\($0)" },
+                    durablePosition: workload.journal.writer.durablePosition.map { "\($0)" }, dirtyFiles: dirty.files,
+                    dirtyBytes: dirty.bytes, mounted: workload.mount.isServing,
+                    lastSnapshot: agent.snapshots[workload.configuration.name]?.lastReport)
+            })
+    }
+
+    static func address(_ listen: String) throws -> (String, Int) {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+            throw LifeboatError(.badInput, "listen address \(listen) is not HOST:PORT")
+        }
+        return (String(listen[..<colon]), port)
+    }
+
+    static func json<Value: Encodable>(_ status: HTTPResponse.Status, _ value: Value) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        var data = try encoder.encode(value)
+        data.append(0x0a)
+        return Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func text(_ status: HTTPResponse.Status, _ body: String) -> Response {
+        Response(
+            status: status, headers: [.contentType: "text/plain"],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    /// Runs blocking work (a snapshot) on its own thread, off the server's threads.
+    static func runBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try body() }) }.start()
+        }
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import Glibc
+public import LifeboatCapture
+public import LifeboatCore
+import LifeboatJournal
+import Synchronization
+
+/// One workload running on this agent: its journal and its captured data dir.
+public final class WorkloadRuntime: Sendable {
+    public let configuration: WorkloadConfiguration
+    public let journal: CaptureJournal
+    public let mount: CaptureMount
+    /// Writes one line to the agent's log.
+    public let log: @Sendable (String) -> Void
+
+    /// Checks the workload's directories, opens (and recovers) its journal, and prepares the
+    /// mount. Nothing is mounted until `start()`.
+    public init(_ configuration: WorkloadConfiguration, log: @escaping @Sendable (String) -> Void) throws {
+        self.configuration = configuration
+        self.log = log
+        try WorkloadRuntime.checkDirectories(configuration)
+        let writer = try JournalWriter(directory: configuration.journalDir)
+        try Checkpoints.checkCleanStart(configuration, journalEnd: writer.lastPosition)
+        let epoch = max(writer.lastPosition?.epoch ?? 1, 1)
+        journal = CaptureJournal(writer: writer, epoch: epoch)
+        do {
+            mount = try CaptureMount(
+                dataDir: configuration.dataDir, backingDir: configuration.backingDir, journal: journal)
+        } catch {
+            throw LifeboatError(.badInput, "workload \(configuration.name): \(error)")
+        }
+    }
+
+    public func start() throws {
+        do {
+            try mount.start()
+        } catch {
+            throw LifeboatError(.operationFailed, "workload \(configuration.name): \(error)")
+        }
+        try Checkpoints.markRunning(configuration)
+        startFlusher()
+    }
+
+    /// Unmounts and makes every journaled record durable.
+    public func stop() {
+        stopping.withLock { $0 = true }
+        mount.stop()
+        if journal.makeDurable(), let last = journal.writer.lastPosition {
+            do {
+                try Checkpoints.flush(configuration, through: last)
+            } catch {
+                log(
+                    "workload \(configuration.name): \(error); the next start checks the backing dir against the journal"
+                )
+                return
+            }
+        }
+        Checkpoints.markStopped(configuration)
+    }
+
+    private let stopping = Mutex(false)
+
+    /// Makes the journal durable every `flushInterval` even when the service never calls
+    /// fsync, so records written without fsync reach disk (and readers) within that time; and
+    /// flushes the backing dir every `checkpointInterval`, recording the position it covers.
+    private func startFlusher() {
+        let thread = Thread { [self] in
+            var lastCheckpoint = Date()
+            var checkpointed = Checkpoints.read(configuration.journalDir)
+            while !stopping.withLock({ $0 }) {
+                Thread.sleep(forTimeInterval: WorkloadRuntime.flushInterval)
+                if let last = journal.writer.lastPosition, last != journal.writer.durablePosition {
+                    _ = journal.makeDurable()
+                }
+                if Date().timeIntervalSince(lastCheckpoint) >= WorkloadRuntime.checkpointInterval,
+                    let durable = journal.writer.durablePosition, checkpointed.map({ $0 < durable }) ?? true
+                {
+                    lastCheckpoint = Date()
+                    do {
+                        try Checkpoints.flush(configuration, through: durable)
+                        checkpointed = durable
+                    } catch {
+                        log("workload \(configuration.name): checkpoint failed: \(error)")
+                    }
+                }
+            }
+        }
+        thread.name = "journal-flush-\(configuration.name)"
+        thread.start()
+    }
+
+    /// How long a record written without fsync may stay in memory.
+    public static let flushInterval = 0.2
+    /// How often the backing dir is flushed to disk.
+    public static let checkpointInterval = 5.0
+
+    static func checkDirectories(_ workload: WorkloadConfiguration) throws {
+        let name = workload.name
+        var st = stat()
+        guard stat(workload.backingDir, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+            throw LifeboatError(
+                .badInput,
+                "workload \(name): backing_dir \(workload.backingDir) does not exist or is not a directory",
+                hint: "create it: it holds the workload's files on this host")
+        }
+        if stat(workload.dataDir, &st) != 0 && errno == ENOENT {
+            if mkdir(workload.dataDir, 0o755) != 0 {
+                throw LifeboatError(
+                    .badInput,
+                    "workload \(name): cannot create data_dir \(workload.dataDir): \(String(cString: strerror(errno)))")
+            }
+        }
+        let data = MountTable.canonical(workload.dataDir)
+        let backing = MountTable.canonical(workload.backingDir)
+        let journalPath = resolvedAllowingMissing(workload.journalDir)
+        func inside(_ path: String, _ dir: String) -> Bool { path == dir || path.hasPrefix(dir + "/") }
+        if inside(journalPath, data) {
+            throw LifeboatError(
+                .badInput,
+                "workload \(name): journal_dir \(workload.journalDir) is on the captured data dir \(workload.dataDir) itself",
+                hint: "put the journal on a local disk outside data_dir and backing_dir")
+        }
+        if inside(journalPath, backing) {
+            throw LifeboatError(
+                .badInput,
+                "workload \(name): journal_dir \(workload.journalDir) is inside backing_dir \(workload.backingDir), where the service would see it",
+                hint: "put the journal on a local disk outside data_dir and backing_dir")
+        }
+        if inside(data, backing) || inside(backing, data) {
+            throw LifeboatError(
+                .badInput, "workload \(name): data_dir and backing_dir must not contain each other",
+                hint: "use two separate directories")
+        }
+    }
+
+    /// The canonical path of `path`, resolving its nearest existing ancestor when it does not
+    /// exist yet (a journal dir that the agent will create).
+    static func resolvedAllowingMissing(_ path: String) -> String {
+        var existing = path
+        var rest: [Substring] = []
+        while access(existing, F_OK) != 0, let slash = existing.lastIndex(of: "/"), existing != "/" {
+            rest.insert(existing[existing.index(after: slash)...], at: 0)
+            existing = slash == existing.startIndex ? "/" : String(existing[..<slash])
+        }
+        let base = MountTable.canonical(existing)
+        return rest.isEmpty ? base : (base == "/" ? "" : base) + "/" + rest.joined(separator: "/")
+    }
+}

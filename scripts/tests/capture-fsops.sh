@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# capture-fsops.sh: a captured data dir (lifeboatd's FUSE passthrough mount) behaves like a plain
+# directory. fsops.py runs the same seeded random file operations (open flags incl. O_DIRECT,
+# reads/writes with holes, truncate, fallocate and hole punching, mmap writes, rename and
+# renameat2 NOREPLACE/EXCHANGE, hard and symbolic links, unlinking open files, mkdir/rmdir,
+# chmod/chown/utime, user xattrs, flock/POSIX/OFD locks, fsync, 2000-entry directories) in the
+# mount and in a plain dir, and compares every outcome and the trees (content, modes, owners,
+# link counts, xattrs, hard links, explicitly set mtimes). Then the backing dir must hold the
+# same tree as the mount, and, after the agent stops, the same tree as the plain dir.
+#
+# Settings: FSOPS_SEEDS (fixed seeds, default "1 2 3"), FSOPS_OPS (ops per seed, default 1500),
+# FSOPS_SEED (the extra random seed; default: a new one each run, printed), FSOPS_TIMEOUT
+# (seconds one fsops.py run may take, default 600).
+# Replay a failure: python3 scripts/tests/fsops.py --seed S --ops N MOUNT_SUBDIR PLAIN_SUBDIR
+# on two new empty directories.
+set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+FSOPS_SEEDS="${FSOPS_SEEDS-1 2 3}"
+FSOPS_OPS="${FSOPS_OPS:-1500}"
+FSOPS_SEED="${FSOPS_SEED:-$((RANDOM * 32768 + RANDOM))}"
+FSOPS_TIMEOUT="${FSOPS_TIMEOUT:-600}"
+FSOPS_PY="${FSOPS_PY:-$LB_TESTS_DIR/fsops.py}"
+
+lb_setup
+not_mounted() { ! mountpoint -q "$LB_CAP_DATA"; }
+
+if [ ! -x "$LIFEBOATD_BIN" ]; then
+    fail "setup" "lifeboatd at $LIFEBOATD_BIN" "no such executable (build it, or set LIFEBOATD_BIN)"
+    lb_finish
+fi
+
+t0=$(date +%s)
+if ! lb_capture_start fsops; then
+    fail "start lifeboatd" "the data dir mounted within 30 s" "not mounted (agent log above)"
+    lb_finish
+fi
+pass
+PLAIN="$LB_TMP/plain"
+mkdir -p "$PLAIN"
+chmod 755 "$PLAIN"
+
+# run_fsops SEED: fsops.py on fresh subdirs s<SEED> of the mount and of the plain dir
+run_fsops() {
+    local seed=$1 out="$LB_TMP/fsops-$1.out" rc start
+    mkdir -m 755 "$LB_CAP_DATA/s$seed" "$PLAIN/s$seed"
+    start=$(date +%s)
+    timeout -k 10 "$FSOPS_TIMEOUT" python3 "$FSOPS_PY" --seed "$seed" --ops "$FSOPS_OPS" \
+        "$LB_CAP_DATA/s$seed" "$PLAIN/s$seed" >"$out" 2>&1 </dev/null
+    rc=$?
+    if [ "$rc" -eq 0 ]; then
+        pass
+        lb_info "$(tail -n 1 "$out") in $(($(date +%s) - start)) s"
+    else
+        local line
+        line="$(grep -m 1 '^MISMATCH' "$out")"
+        [ -n "$line" ] || line="exit $rc: $(tail -n 3 "$out")"
+        [ "$rc" -eq 124 ] && line="timed out after $FSOPS_TIMEOUT s (hung?); last output: $(tail -n 2 "$out")"
+        fail "fsops.py --seed $seed --ops $FSOPS_OPS: mount and plain dir behave alike" "exit 0" "$line"
+        sed -n '2,$p' "$out" | grep -v '^MISMATCH' | sed 's/^/#   /' | head -n 30
+    fi
+}
+
+for seed in $FSOPS_SEEDS; do
+    run_fsops "$seed"
+done
+lb_info "random seed $FSOPS_SEED (replay with FSOPS_SEED=$FSOPS_SEED FSOPS_SEEDS= bash $0)"
+run_fsops "$FSOPS_SEED"
+lb_info "fsops runs took $(($(date +%s) - t0)) s"
+
+# the backing dir has the tree the mount shows (names, types, contents, symlink targets)
+if diff -r --no-dereference "$LB_CAP_BACKING" "$LB_CAP_DATA" >"$LB_TMP/diff-backing.out" 2>&1; then
+    pass
+else
+    fail "diff -r --no-dereference backing dir and mount" "no differences" "$(head -n 5 "$LB_TMP/diff-backing.out")"
+fi
+
+lb_capture_stop
+assert_exit "lifeboatd stops on SIGTERM with exit 0" 0 "$LB_WAIT_RC" "$LB_CAP_DIR/agent.log"
+assert_true "after the agent stops, the data dir is no longer a mountpoint" "not a mountpoint" not_mounted
+
+# what the operations left in the backing dir is what they left in the plain dir
+if diff -r --no-dereference "$PLAIN" "$LB_CAP_BACKING" >"$LB_TMP/diff-plain.out" 2>&1; then
+    pass
+else
+    fail "diff -r --no-dereference plain dir and backing dir (agent stopped)" "no differences" \
+        "$(head -n 5 "$LB_TMP/diff-plain.out")"
+fi
+lb_info "took $(($(date +%s) - t0)) s"
+
+lb_finish
