@@ -55,6 +55,17 @@ enum BackingCalls {
         return check(utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW))
     }
 
+    /// Sets atime and/or mtime of an inode held by the table. Its /proc/self/fd path must be
+    /// followed (not following it would change the /proc link itself); a symlink is reached
+    /// through its descriptor with AT_EMPTY_PATH instead, so its target is never touched.
+    static func setTimes(of inode: Inode, atime: FileTime?, mtime: FileTime?) -> Int32 {
+        var times = [timespecOf(atime), timespecOf(mtime)]
+        if inode.isSymlink {
+            return check(utimensat(inode.fd, "", &times, AT_SYMLINK_NOFOLLOW | atEmptyPath))
+        }
+        return check(utimensat(AT_FDCWD, procPath(inode.fd), &times, 0))
+    }
+
     /// Sets the mtime of an open file.
     static func setModificationTime(fd: Int32, _ mtime: FileTime) -> Int32 {
         var times = [timespecOf(nil), timespecOf(mtime)]

@@ -209,7 +209,7 @@ final class Passthrough: Sendable {
                 // A size change sets mtime; make it the recorded time so a replay matches.
                 let mtime = change.mtime ?? (change.size != nil ? time : nil)
                 if change.atime != nil || mtime != nil {
-                    let err = BackingCalls.setTimes(path: path, atime: change.atime, mtime: mtime)
+                    let err = BackingCalls.setTimes(of: node, atime: change.atime, mtime: mtime)
                     if err != 0 { return err }
                 }
                 if change == AttributeChange() { return 0 }
@@ -271,7 +271,7 @@ final class Passthrough: Sendable {
         let id = BackingCalls.newFileID()
         var err = BackingCalls.writeFileID(id, path: entryPath)
         if err == 0 { err = BackingCalls.setTimes(path: entryPath, atime: time, mtime: time) }
-        if err == 0 { err = BackingCalls.setTimes(path: BackingCalls.procPath(parent.fd), atime: nil, mtime: time) }
+        if err == 0 { err = BackingCalls.setTimes(of: parent, atime: nil, mtime: time) }
         if err != 0 { return undo(err) }
         guard journal.append(record(id, ctx.uid, gid)) != nil else { return undo(EIO) }
         dirty.markCreated(id, in: parent.id)
@@ -408,7 +408,7 @@ final class Passthrough: Sendable {
         let err: Int32 = namespaceChange {
             let id = entryID(parent: parent, name: name) ?? 0
             if unlinkat(parent.fd, name, directory ? AT_REMOVEDIR : 0) != 0 { return errno }
-            let err = BackingCalls.setTimes(path: BackingCalls.procPath(parent.fd), atime: nil, mtime: time)
+            let err = BackingCalls.setTimes(of: parent, atime: nil, mtime: time)
             if err != 0 { return err }
             let record: Mutation =
                 directory
@@ -435,9 +435,9 @@ final class Passthrough: Sendable {
             let id = entryID(parent: parent, name: name) ?? 0
             let replaced = entryID(parent: newParent, name: newName)
             if lifeboat_renameat2(parent.fd, name, newParent.fd, newName, flags) != 0 { return errno }
-            var err = BackingCalls.setTimes(path: BackingCalls.procPath(parent.fd), atime: nil, mtime: time)
+            var err = BackingCalls.setTimes(of: parent, atime: nil, mtime: time)
             if err == 0 && newParent.id != parent.id {
-                err = BackingCalls.setTimes(path: BackingCalls.procPath(newParent.fd), atime: nil, mtime: time)
+                err = BackingCalls.setTimes(of: newParent, atime: nil, mtime: time)
             }
             if err != 0 { return err }
             let record = Mutation.rename(
@@ -466,7 +466,7 @@ final class Passthrough: Sendable {
             if linkat(AT_FDCWD, BackingCalls.procPath(node.fd), newParent.fd, newName, AT_SYMLINK_FOLLOW) != 0 {
                 return errno
             }
-            let err = BackingCalls.setTimes(path: BackingCalls.procPath(newParent.fd), atime: nil, mtime: time)
+            let err = BackingCalls.setTimes(of: newParent, atime: nil, mtime: time)
             if err != 0 { return err }
             guard journal.append(.link(file: node.id, parent: newParent.id, name: bytes(newName), time: time)) != nil
             else { return EIO }

@@ -97,3 +97,49 @@ func parseUntil(_ text: String?) throws -> UInt64? {
     if let seq = UInt64(text) { return seq }
     throw LifeboatError(.badInput, "--until \(text) is not a position", hint: "write EPOCH:SEQ, e.g. 1:42, or a seq")
 }
+
+struct JournalReplayResult {
+    var records: Int
+    var last: Position?
+}
+
+/// Replays a journal onto a restored snapshot: records after `after`, through `until`.
+enum JournalReplay {
+    static func run(journal: String, target: String, after: Position, until: UInt64?) throws -> JournalReplayResult {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: journal, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw LifeboatError(.badInput, "journal dir \(journal) does not exist", hint: "give the workload's journal_dir")
+        }
+        if let until, until < after.seq {
+            throw LifeboatError(
+                .badInput, "--until \(until) is before the snapshot's position \(after)",
+                hint: "choose a position after the snapshot, or a later snapshot")
+        }
+        let replayer = try Replayer(root: target)
+        defer { replayer.closeFiles() }
+        var last: Position?
+        var first = true
+        try JournalReader.read(directory: journal, from: after.seq + 1) { record in
+            if first {
+                first = false
+                guard record.position.seq == after.seq + 1 else {
+                    throw LifeboatError(
+                        .badInput,
+                        "the journal in \(journal) starts at \(record.position), but the snapshot needs the records from seq \(after.seq + 1)",
+                        hint: "the records in between were removed; use a newer snapshot or a peer's journal")
+                }
+            }
+            if let until, record.position.seq > until { return false }
+            try replayer.apply(record)
+            last = record.position
+            return true
+        }
+        if let until, (last?.seq ?? after.seq) < until {
+            throw LifeboatError(
+                .badInput,
+                "the journal in \(journal) ends at \(last.map { "\($0)" } ?? "the snapshot's position \(after)") before --until \(until)",
+                hint: "the records up to \(until) are not in this journal")
+        }
+        return JournalReplayResult(records: replayer.applied, last: last)
+    }
+}

@@ -16,7 +16,12 @@ struct Init: ParsableCommand {
 
 struct Backup: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Snapshot a directory.", discussion: "The last line on stdout is the new snapshot's id.")
+        abstract: "Snapshot a directory, or ask an agent to snapshot a captured workload now.",
+        discussion:
+            "The last line on stdout is the new snapshot's id. With --agent URL --workload W, the agent reads only what changed since its previous snapshot and records the journal position the snapshot is exact at."
+    )
+    @Option(help: "Ask this agent (its API URL, e.g. http://127.0.0.1:7440) to snapshot --workload.")
+    var agent: String?
     @OptionGroup var repository: RepositoryOptions
     @Option(help: "Host name recorded in the snapshot (default: this host).") var host: String?
     @Option(help: "Workload name recorded in the snapshot.") var workload = ""
@@ -27,9 +32,23 @@ struct Backup: ParsableCommand {
     @Flag(help: "Read every file, ignoring any parent snapshot.") var force = false
     @Option(help: "Seconds to wait for a conflicting lock.") var lockWait: Double = 0
     @Flag(help: "Print the result as JSON.") var json = false
-    @Argument(help: "The directory to back up.") var path: String
+    @Argument(help: "The directory to back up (not with --agent).") var path: String?
 
     func run() throws {
+        if let agent {
+            guard path == nil else {
+                throw LifeboatError(
+                    .badInput, "give either a directory or --agent, not both",
+                    hint: "the agent snapshots the workload's data dir itself")
+            }
+            guard !workload.isEmpty else {
+                throw LifeboatError(.badInput, "--agent needs --workload", hint: "name the workload in the agent's config")
+            }
+            return try AgentClient.snapshot(agent: agent, workload: workload, json: json)
+        }
+        guard let path else {
+            throw LifeboatError(.badInput, "no directory to back up", hint: "give a directory, or --agent URL --workload W")
+        }
         let repo = try repository.open()
         let parentChoice: ParentChoice = force ? .none : (parent.map { .snapshot($0) } ?? .automatic)
         let options = BackupOptions(
@@ -191,6 +210,9 @@ struct Restore: ParsableCommand {
     @Option(help: "An empty or new directory to restore into.") var target: String
     @Option(help: "With `latest`: the newest of this host.") var host: String?
     @Option(help: "With `latest`: the newest of this workload.") var workload: String?
+    @Option(help: "After restoring, replay this journal dir from the snapshot's position on.") var journal: String?
+    @Option(help: "With --journal: replay up to this position, EPOCH:SEQ or SEQ (default: the journal's end).")
+    var until: String?
     @Flag(help: "Print the result as JSON.") var json = false
     @Argument(help: "SNAPSHOT[:SUBPATH]: an id, unique prefix or `latest`, optionally with a path inside it.")
     var snapshot: String
@@ -199,6 +221,19 @@ struct Restore: ParsableCommand {
         let repo = try repository.open()
         let parts = snapshot.split(separator: ":", maxSplits: 1).map(String.init)
         let record = try repo.resolveSnapshot(parts.first ?? "", host: host, workload: workload)
+        if until != nil && journal == nil {
+            throw LifeboatError(.badInput, "--until needs --journal", hint: "give the journal dir to replay")
+        }
+        if journal != nil {
+            guard parts.count == 1 else {
+                throw LifeboatError(.badInput, "--journal replays a whole data dir: restore the whole snapshot, not a path")
+            }
+            guard record.snapshot.position != nil else {
+                throw LifeboatError(
+                    .badInput, "snapshot \(record.id.short) has no journal position (it was not taken by an agent)",
+                    hint: "restore it without --journal, or choose a snapshot taken with `lifeboat backup --agent`")
+            }
+        }
         let counters = TransferProgress()
         let progress = Progress(counters, verb: "restored", total: record.snapshot.summary.totalBytes)
         let started = TransferProgress.monotonicNow()
@@ -211,24 +246,35 @@ struct Restore: ParsableCommand {
             throw error
         }
         progress.finish()
-        let seconds = TransferProgress.monotonicNow() - started
         for failure in result.failures { Output.warning("not restored: \(failure.path): \(failure.error.description)") }
-        if json {
-            try Output.json(
-                RestoreJSON(
-                    snapshot: record.id.hex, files: result.files, directories: result.directories, bytes: result.bytes,
-                    seconds: seconds, failed: result.failures.map { ["path": $0.path, "error": $0.error.description] }))
-        } else {
-            print(
-                "restored snapshot \(record.id.short) to \(target): \(result.files) files, \(result.directories) directories, \(ByteSize.format(result.bytes)) in \(ByteSize.formatFixed(seconds, digits: 2)) s (\(Output.rate(result.bytes, seconds)))"
-            )
-        }
         if !result.failures.isEmpty {
             let integrity = result.failures.contains { $0.error.kind == .integrity }
             throw LifeboatError(
                 integrity ? .integrity : .operationFailed,
                 "\(result.failures.count) entries of snapshot \(record.id.short) could not be restored and were not written",
                 hint: integrity ? "run `lifeboat check --read-data` to see the damage" : "see the warnings above")
+        }
+        var replayed: JournalReplayResult?
+        if let journal, let position = record.snapshot.position {
+            replayed = try JournalReplay.run(journal: journal, target: target, after: position, until: try parseUntil(until))
+        }
+        let seconds = TransferProgress.monotonicNow() - started
+        if json {
+            try Output.json(
+                RestoreJSON(
+                    snapshot: record.id.hex, files: result.files, directories: result.directories, bytes: result.bytes,
+                    seconds: seconds, failed: result.failures.map { ["path": $0.path, "error": $0.error.description] },
+                    position: record.snapshot.position.map { "\($0)" }, replayedRecords: replayed?.records,
+                    replayedThrough: replayed?.last.map { "\($0)" }))
+        } else {
+            print(
+                "restored snapshot \(record.id.short) to \(target): \(result.files) files, \(result.directories) directories, \(ByteSize.format(result.bytes)) in \(ByteSize.formatFixed(seconds, digits: 2)) s (\(Output.rate(result.bytes, seconds)))"
+            )
+            if let replayed {
+                print(
+                    "replayed \(replayed.records) journal records after \(record.snapshot.position.map { "\($0)" } ?? "-") through \(replayed.last.map { "\($0)" } ?? "nothing new")"
+                )
+            }
         }
     }
 
@@ -239,6 +285,15 @@ struct Restore: ParsableCommand {
         var bytes: UInt64
         var seconds: Double
         var failed: [[String: String]]
+        var position: String?
+        var replayedRecords: Int?
+        var replayedThrough: String?
+
+        enum CodingKeys: String, CodingKey {
+            case snapshot, files, directories, bytes, seconds, failed, position
+            case replayedRecords = "replayed_records"
+            case replayedThrough = "replayed_through"
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """fsops.py: seeded, reproducible, randomized differential file-operation tester.
 
-    python3 fsops.py --seed S --ops N [--verbose] DIR_A DIR_B
+    python3 fsops.py --seed S --ops N [--verbose] [--stats] DIR_A DIR_B
 
 DIR_A is the directory under test (e.g. a FUSE mount), DIR_B a plain directory on a native
 filesystem; both start empty (or with identical content). Each of the N random operations is
@@ -18,7 +18,9 @@ not compared.
 The first difference prints `MISMATCH step K op ...: <what differs>`, the seed and the last 20
 operations, and exits 1. Otherwise it ends with `fsops: N ops, seed S, OK` and exits 0.
 The run depends only on the seed (and on the outcomes on DIR_B), so a failure replays with the
-same seed on fresh empty directories. Python 3 standard library only; Linux only.
+same seed on two new empty directories, and --ops K-1 stops just before step K, to look at the
+state a failing step starts from. --verbose prints each operation, --stats the outcome counts
+per operation. Python 3 standard library only; Linux only; run as root for chown.
 """
 
 import argparse
@@ -29,7 +31,6 @@ import hashlib
 import mmap
 import os
 import random
-import shutil
 import stat
 import struct
 import sys
@@ -268,7 +269,6 @@ class Tester:
     def scan(self):
         """Entries of DIR_B (the reference) below the root, sorted, big dirs left out."""
         out = []
-        root = self.roots[1]
 
         def walk(rel, depth):
             try:
@@ -292,7 +292,6 @@ class Tester:
                 else:
                     out.append((r, "o"))
 
-        del root
         walk("", 1)
         self.entries = out
 
@@ -367,18 +366,23 @@ class Tester:
             return {"exists": errname(e)}, None
         info = {"type": stat.S_IFMT(st.st_mode), "mode": oct(st.st_mode), "uid": st.st_uid,
                 "gid": st.st_gid, "nlink": st.st_nlink}
+        call = ""
         try:
             if stat.S_ISDIR(st.st_mode):
+                call = "listdir"
                 info["listing"] = sorted(os.listdir(path))
             else:
                 info["size"] = st.st_size
             if stat.S_ISREG(st.st_mode):
+                call = "open+read"
                 info["content"] = content_key(file_content(path))
             elif stat.S_ISLNK(st.st_mode):
+                call = "readlink"
                 info["target"] = os.readlink(path)
+            call = "listxattr/getxattr (no follow)"
             info["xattrs"] = user_xattrs(path)
         except OSError as e:
-            info["error"] = errname(e)
+            info["error"] = "%s failed with %s" % (call, errname(e))
         return info, st
 
     def compare_info(self, what, ia, ib):
