@@ -96,19 +96,22 @@ public final class WorkloadRuntime: Sendable {
 
     static func checkDirectories(_ workload: WorkloadConfiguration) throws {
         let name = workload.name
-        var st = stat()
-        guard stat(workload.backingDir, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: workload.backingDir, isDirectory: &isDirectory),
+            isDirectory.boolValue
+        else {
             throw LifeboatError(
                 .badInput,
                 "workload \(name): backing_dir \(workload.backingDir) does not exist or is not a directory",
                 hint: "create it: it holds the workload's files on this host")
         }
-        if stat(workload.dataDir, &st) != 0 && errno == ENOENT {
-            if mkdir(workload.dataDir, 0o755) != 0 {
-                throw LifeboatError(
-                    .badInput,
-                    "workload \(name): cannot create data_dir \(workload.dataDir): \(String(cString: strerror(errno)))")
-            }
+        if !FileManager.default.fileExists(atPath: workload.dataDir) && mkdir(workload.dataDir, 0o755) != 0
+            && errno != EEXIST
+            && errno != ENOTCONN
+        {
+            throw LifeboatError(
+                .badInput,
+                "workload \(name): cannot create data_dir \(workload.dataDir): \(String(cString: strerror(errno)))")
         }
         let data = MountTable.canonical(workload.dataDir)
         let backing = MountTable.canonical(workload.backingDir)

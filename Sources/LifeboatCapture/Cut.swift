@@ -93,9 +93,12 @@ extension CaptureMount {
         var failure: (any Error)?
         fs.gate.freeze()
         let second = fs.dirty.swap()
-        first.merge(second)
+        var merged = false
         do {
+            // Read before merging: the merge closes the second set's duplicate descriptors.
             let stalled = try readRanges(second, into: &overlays)
+            first.merge(second)
+            merged = true
             let walk = try fs.walk(everything: walkEverything, dirty: first)
             cut = Cut(
                 position: fs.journal.writer.lastPosition, rootStatus: walk.rootStatus, rootXattrs: walk.rootXattrs,
@@ -104,6 +107,7 @@ extension CaptureMount {
                 created: first.created, overlays: overlays, stallSeconds: 0, precopiedBytes: precopied,
                 stalledBytes: stalled)
         } catch {
+            if !merged { first.merge(second) }
             failure = error
         }
         fs.gate.thaw()
@@ -127,8 +131,7 @@ extension CaptureMount {
             guard let pathFD = set.descriptors[id] else { continue }
             let fd = open(BackingCalls.procPath(pathFD), O_RDONLY | O_CLOEXEC)
             if fd < 0 {
-                // A special file or one that vanished: nothing to read.
-                continue
+                throw CaptureError("cannot open a changed file to read its changes: \(errnoText(errno))")
             }
             defer { close(fd) }
             var st = stat()

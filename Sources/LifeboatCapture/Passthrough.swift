@@ -759,7 +759,7 @@ final class Passthrough: Sendable {
         if node.isSymlink {
             // No race-free way to reach a symlink's xattrs through its O_PATH descriptor; the
             // service cannot set user xattrs on symlinks anyway.
-            fuse_reply_xattr(req, 0)
+            if size == 0 { fuse_reply_xattr(req, 0) } else { fuse_reply_buf(req, nil, 0) }
             return
         }
         let path = BackingCalls.procPath(node.fd)

@@ -98,8 +98,9 @@ extension Passthrough {
         if !requested {
             needed = parentMap.ancestors(of: dirty.changedFiles.union(dirty.directories))
             if var found = needed {
-                // A changed directory is itself walked: its entries may be the change.
+                // A changed or new directory is itself walked: its entries may be the change.
                 found.formUnion(dirty.directories)
+                found.formUnion(dirty.changedFiles)
                 needed = found
             }
         }
@@ -108,7 +109,9 @@ extension Passthrough {
         var walk = Walk(
             rootStatus: Cut.Status(rootStatus), rootXattrs: try xattrs(BackingCalls.procPath(root.fd), follow: true),
             directories: [:], everything: needed == nil)
-        try walkDirectory(fd: root.fd, relative: "", needed: needed, changed: dirty.changedFiles, into: &walk)
+        try walkDirectory(
+            fd: root.fd, relative: "", needed: needed, changed: dirty.changedFiles.union(dirty.directories), into: &walk
+        )
         return walk
     }
 

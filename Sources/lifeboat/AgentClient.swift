@@ -7,7 +7,9 @@ enum AgentClient {
     /// `POST /v1/workloads/W/snapshot`; prints the report (the snapshot id last).
     static func snapshot(agent: String, workload: String, json: Bool) throws {
         let body = try request(
-            agent, path: "/v1/workloads/\(workload.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? workload)/snapshot",
+            agent,
+            path:
+                "/v1/workloads/\(workload.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? workload)/snapshot",
             method: "POST", timeout: 3600)
         if json {
             print(String(decoding: body, as: UTF8.self), terminator: "")
@@ -16,7 +18,8 @@ enum AgentClient {
         guard let report = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
             let id = report["snapshot"] as? String
         else {
-            throw LifeboatError(.operationFailed, "the agent at \(agent) answered something that is not a snapshot report")
+            throw LifeboatError(
+                .operationFailed, "the agent at \(agent) answered something that is not a snapshot report")
         }
         func number(_ key: String) -> Double { (report[key] as? NSNumber)?.doubleValue ?? 0 }
         print(
@@ -63,7 +66,8 @@ enum AgentClient {
             let code = (answer?["exit_code"] as? NSNumber)?.int32Value ?? 1
             throw LifeboatError(
                 status == 404 ? .badInput : (FailureKind(rawValue: code) ?? .operationFailed),
-                "the agent at \(base) answered \(status ?? 0): \(message.trimmingCharacters(in: .whitespacesAndNewlines))")
+                "the agent at \(base) answered \(status ?? 0): \(message.trimmingCharacters(in: .whitespacesAndNewlines))"
+            )
         }
         return body
     }

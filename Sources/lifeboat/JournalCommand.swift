@@ -108,7 +108,8 @@ enum JournalReplay {
     static func run(journal: String, target: String, after: Position, until: UInt64?) throws -> JournalReplayResult {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: journal, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw LifeboatError(.badInput, "journal dir \(journal) does not exist", hint: "give the workload's journal_dir")
+            throw LifeboatError(
+                .badInput, "journal dir \(journal) does not exist", hint: "give the workload's journal_dir")
         }
         if let until, until < after.seq {
             throw LifeboatError(

@@ -42,12 +42,14 @@ struct Backup: ParsableCommand {
                     hint: "the agent snapshots the workload's data dir itself")
             }
             guard !workload.isEmpty else {
-                throw LifeboatError(.badInput, "--agent needs --workload", hint: "name the workload in the agent's config")
+                throw LifeboatError(
+                    .badInput, "--agent needs --workload", hint: "name the workload in the agent's config")
             }
             return try AgentClient.snapshot(agent: agent, workload: workload, json: json)
         }
         guard let path else {
-            throw LifeboatError(.badInput, "no directory to back up", hint: "give a directory, or --agent URL --workload W")
+            throw LifeboatError(
+                .badInput, "no directory to back up", hint: "give a directory, or --agent URL --workload W")
         }
         let repo = try repository.open()
         let parentChoice: ParentChoice = force ? .none : (parent.map { .snapshot($0) } ?? .automatic)
@@ -226,7 +228,8 @@ struct Restore: ParsableCommand {
         }
         if journal != nil {
             guard parts.count == 1 else {
-                throw LifeboatError(.badInput, "--journal replays a whole data dir: restore the whole snapshot, not a path")
+                throw LifeboatError(
+                    .badInput, "--journal replays a whole data dir: restore the whole snapshot, not a path")
             }
             guard record.snapshot.position != nil else {
                 throw LifeboatError(
@@ -256,7 +259,8 @@ struct Restore: ParsableCommand {
         }
         var replayed: JournalReplayResult?
         if let journal, let position = record.snapshot.position {
-            replayed = try JournalReplay.run(journal: journal, target: target, after: position, until: try parseUntil(until))
+            replayed = try JournalReplay.run(
+                journal: journal, target: target, after: position, until: try parseUntil(until))
         }
         let seconds = TransferProgress.monotonicNow() - started
         if json {

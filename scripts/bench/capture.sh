@@ -16,6 +16,15 @@
 #   pgbench    PostgreSQL 15, initdb into the dir, fsync=on, synchronous_commit=on,
 #              pgbench -i -s BENCH_PGBENCH_SCALE, CHECKPOINT, then
 #              pgbench -c 4 -j 2 -T BENCH_PGBENCH_TIME                                -> TPS
+#   snapshot   scripts/bench/snapshot.sh, run after the tests above with its own data, agent
+#              and repositories: `lifeboat backup --agent` after a 1% change of BENCH_SIZE
+#              (default 1G) of gen_data.py data vs restic's incremental backup of a copy
+#              (goal >= 20x), the snapshot cost vs changed bytes and data dir size, write
+#              latency in the mount during snapshots vs idle, and a guard comparing the digest
+#              of the mount with that of the snapshot's restore (MATCH/MISMATCH); its --help
+#              has the details and its settings (BENCH_SIZE, BENCH_SCALE_SIZE, BENCH_SEED,
+#              BENCH_STALL_ROUNDS; BENCH_QUICK, BENCH_ROUNDS, BENCH_WARM, BENCH_KEEP,
+#              BENCH_DIR and LIFEBOATD_BIN apply to it too)
 # and prints absolute figures, ratios (mount / native) and the goals (seqwrite >= 60% of native,
 # randwrite >= 50%, metadata >= 40%, pgbench >= 60%), then lifeboatd's peak RSS (VmHWM), its
 # CPU time, its RLIMIT_NOFILE and open fds (after the metadata creates), and the size of the
@@ -23,8 +32,9 @@
 # measured run unless BENCH_WARM=1. lifeboatd runs (idle) during the native runs too. fio uses
 # psync, iodepth 1, buffered I/O and its default fadvise hint (POSIX_FADV_RANDOM for randread on
 # the file it opens; lifeboatd's reads of the backing file get no such hint). With the defaults
-# a run takes about 4 minutes on a 2-core VM (BENCH_QUICK=1: about 1 minute); this VM's figures
-# vary a lot from run to run when other work runs, so use BENCH_ROUNDS=3 for published figures.
+# a run takes about 4 minutes on a 2-core VM plus SNAPSHOT_TIME for the snapshot part
+# (BENCH_QUICK=1: about 1 minute plus SNAPSHOT_QUICK_TIME); this VM's figures vary a lot from
+# run to run when other work runs, so use BENCH_ROUNDS=3 for published figures.
 #
 # Options:
 #   --markdown        also print the results as markdown (for Docs/benchmarks.md) on stdout
@@ -34,10 +44,11 @@
 #   BENCH_DIR             where the run's dirs go (default /var/tmp/lifeboat-bench); the run uses a
 #                         fresh subdirectory of it and removes it on exit
 #   BENCH_QUICK           1 = short smoke run: 64M seq file, 16M randwrite file, 3 s runtimes,
-#                         2000 files, pgbench -s 1 -T 3 (each figure below still overrides)
+#                         2000 files, pgbench -s 1 -T 3, snapshot part on 128M (each figure
+#                         below still overrides)
 #   BENCH_SKIP            tests to leave out, comma or space separated
-#                         (seqwrite,randwrite,randread,metadata,pgbench)
-#   BENCH_NATIVE_ONLY     1 = do not start lifeboatd; run the native side only
+#                         (seqwrite,randwrite,randread,metadata,pgbench,snapshot)
+#   BENCH_NATIVE_ONLY     1 = do not start lifeboatd; run the native side only (no snapshot part)
 #   BENCH_ROUNDS          runs of each test per target, report the median (default 1)
 #   BENCH_WARM            1 = do not drop the page cache before runs (randread is then warm)
 #   BENCH_KEEP            1 = keep the run directory instead of removing it (debugging)
@@ -52,7 +63,8 @@
 #   PG_BIN                PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
 #
 # Exit status: 0 when every run succeeded, even if goals are missed (they are informational);
-# non-zero if a run failed (the table shows FAILED) or lifeboatd did not mount / died.
+# non-zero if a run failed (the table shows FAILED), lifeboatd did not mount / died, or the
+# snapshot part failed or its guard found a MISMATCH.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -103,7 +115,7 @@ LIFEBOATD_BIN=${LIFEBOATD_BIN:-$REPO_ROOT/.build/release/lifeboatd}
 case "$LIFEBOATD_BIN" in /*) ;; *) LIFEBOATD_BIN="$REPO_ROOT/$LIFEBOATD_BIN" ;; esac
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
-ALL_TESTS=(seqwrite randwrite randread metadata pgbench)
+ALL_TESTS=(seqwrite randwrite randread metadata pgbench snapshot)
 TESTS=()
 read -r -a skip_list <<<"${BENCH_SKIP//,/ }"
 for s in "${skip_list[@]+"${skip_list[@]}"}"; do
@@ -114,6 +126,23 @@ for t in "${ALL_TESTS[@]}"; do
 done
 ((${#TESTS[@]})) || die "BENCH_SKIP leaves no test to run"
 want() { case " ${TESTS[*]} " in *" $1 "*) return 0 ;; esac; return 1; }
+# "snapshot" is scripts/bench/snapshot.sh (own data, agent and repositories), run after the others.
+CAPTURE_TESTS=()
+for t in "${TESTS[@]}"; do [[ $t == snapshot ]] || CAPTURE_TESTS+=("$t"); done
+SNAPSHOT_ARGS=()
+if [[ $MARKDOWN == 1 ]]; then
+    SNAPSHOT_ARGS=(--markdown)
+    if [[ -n $MARKDOWN_FILE ]]; then SNAPSHOT_ARGS+=("$MARKDOWN_FILE"); fi
+fi
+snapshot_env() {  # LIFEBOATD: the settings of this run that the snapshot part shares
+    SNAPSHOT_ENV=(BENCH_DIR="$BENCH_DIR" BENCH_QUICK="$BENCH_QUICK" BENCH_ROUNDS="$BENCH_ROUNDS" BENCH_WARM="$BENCH_WARM"
+                  BENCH_KEEP="$BENCH_KEEP" LIFEBOATD_BIN="$1")
+}
+if ((${#CAPTURE_TESTS[@]} == 0)); then
+    [[ $BENCH_NATIVE_ONLY != 1 ]] || die "the snapshot part needs lifeboatd (BENCH_NATIVE_ONLY=1 leaves no test to run)"
+    snapshot_env "$LIFEBOATD_BIN"
+    exec env "${SNAPSHOT_ENV[@]}" "$SCRIPT_DIR/snapshot.sh" "${SNAPSHOT_ARGS[@]}"
+fi
 
 for v in BENCH_ROUNDS BENCH_RUNTIME BENCH_FILES BENCH_PGBENCH_SCALE BENCH_PGBENCH_TIME \
          BENCH_PGBENCH_CLIENTS BENCH_PGBENCH_JOBS; do
@@ -651,7 +680,7 @@ cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 # --- runs ----------------------------------------------------------------------------------------
 if [[ $BENCH_NATIVE_ONLY != 1 ]]; then start_agent; fi
 T_START=$(date +%s)
-for test in "${TESTS[@]}"; do
+for test in "${CAPTURE_TESTS[@]}"; do
     for round in $(seq "$BENCH_ROUNDS"); do
         if ((round % 2)); then order=("${TARGETS[@]}"); else order=(); for ((k = ${#TARGETS[@]} - 1; k >= 0; k--)); do order+=("${TARGETS[$k]}"); done; fi
         for target in "${order[@]}"; do
@@ -774,6 +803,21 @@ if markdown:
     else:
         print("\n--- markdown ---" + section)
 PY
+
+# --- snapshot part -------------------------------------------------------------------------------
+if want snapshot; then
+    if [[ $BENCH_NATIVE_ONLY == 1 ]]; then
+        log "snapshot: skipped (it needs lifeboatd; BENCH_NATIVE_ONLY=1)"
+    else
+        echo
+        log "snapshot: $SCRIPT_DIR/snapshot.sh (own data, agent and repositories)"
+        snapshot_env "$LIFEBOATD_ORIGIN"
+        if ! run env "${SNAPSHOT_ENV[@]}" "$SCRIPT_DIR/snapshot.sh" "${SNAPSHOT_ARGS[@]}"; then
+            log "snapshot: FAILED (see above)"
+            FAILED=1
+        fi
+    fi
+fi
 if [[ $FAILED != 0 ]]; then
     log "some runs FAILED (see above)"
     exit 1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # capture-fsops.sh: a captured data dir (lifeboatd's FUSE passthrough mount) behaves like a plain
 # directory. fsops.py runs the same seeded random file operations (open flags incl. O_DIRECT,
-# reads/writes with holes, truncate, fallocate and hole punching, mmap writes, rename and
+# reads/writes with holes, copy_file_range, truncate, fallocate and hole punching, mmap writes, rename and
 # renameat2 NOREPLACE/EXCHANGE, hard and symbolic links, unlinking open files, mkdir/rmdir,
 # chmod/chown/utime, user xattrs, flock/POSIX/OFD locks, fsync, 2000-entry directories) in the
 # mount and in a plain dir, and compares every outcome and the trees (content, modes, owners,
@@ -10,7 +10,7 @@
 #
 # Settings: FSOPS_SEEDS (fixed seeds, default "1 2 3"), FSOPS_OPS (ops per seed, default 1500),
 # FSOPS_SEED (the extra random seed; default: a new one each run, printed), FSOPS_TIMEOUT
-# (seconds one fsops.py run may take, default 600).
+# (seconds one fsops.py run may take, default 600), FSOPS_PY (the tester, default fsops.py here).
 # Replay a failure: python3 scripts/tests/fsops.py --seed S --ops N MOUNT_SUBDIR PLAIN_SUBDIR
 # on two new empty directories.
 set -uo pipefail
@@ -40,13 +40,16 @@ PLAIN="$LB_TMP/plain"
 mkdir -p "$PLAIN"
 chmod 755 "$PLAIN"
 
-# run_fsops SEED: fsops.py on fresh subdirs s<SEED> of the mount and of the plain dir
+# run_fsops SEED SUBDIR: fsops.py on new empty dirs SUBDIR of the mount and of the plain dir
 run_fsops() {
-    local seed=$1 out="$LB_TMP/fsops-$1.out" rc start
-    mkdir -m 755 "$LB_CAP_DATA/s$seed" "$PLAIN/s$seed"
+    local seed=$1 sub=$2 out="$LB_TMP/fsops-$2.out" rc start
+    if ! mkdir -m 755 "$LB_CAP_DATA/$sub" "$PLAIN/$sub"; then
+        fail "fsops.py --seed $seed: setup" "new dirs $sub in the mount and the plain dir" "mkdir failed"
+        return
+    fi
     start=$(date +%s)
     timeout -k 10 "$FSOPS_TIMEOUT" python3 "$FSOPS_PY" --seed "$seed" --ops "$FSOPS_OPS" \
-        "$LB_CAP_DATA/s$seed" "$PLAIN/s$seed" >"$out" 2>&1 </dev/null
+        "$LB_CAP_DATA/$sub" "$PLAIN/$sub" >"$out" 2>&1 </dev/null
     rc=$?
     if [ "$rc" -eq 0 ]; then
         pass
@@ -62,10 +65,10 @@ run_fsops() {
 }
 
 for seed in $FSOPS_SEEDS; do
-    run_fsops "$seed"
+    run_fsops "$seed" "s$seed"
 done
 lb_info "random seed $FSOPS_SEED (replay with FSOPS_SEED=$FSOPS_SEED FSOPS_SEEDS= bash $0)"
-run_fsops "$FSOPS_SEED"
+run_fsops "$FSOPS_SEED" "r$FSOPS_SEED"
 lb_info "fsops runs took $(($(date +%s) - t0)) s"
 
 # the backing dir has the tree the mount shows (names, types, contents, symlink targets)
