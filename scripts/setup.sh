@@ -28,7 +28,7 @@ if ((${#missing[@]})); then
 fi
 
 if [[ "${1:-}" != "--no-build" ]]; then
-    echo "setup: building lifeboat (release)" >&2
-    swift build -c release --product lifeboat 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
-    test -x .build/release/lifeboat || { echo "setup: build failed" >&2; exit 1; }
+    echo "setup: building lifeboat and lifeboatd (release)" >&2
+    swift build -c release 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
+    test -x .build/release/lifeboat && test -x .build/release/lifeboatd || { echo "setup: build failed" >&2; exit 1; }
 fi

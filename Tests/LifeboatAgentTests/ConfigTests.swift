@@ -20,3 +20,62 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(config.workloads.first?.capture, .fuse)
     }
 }
+
+final class ConfigErrorTests: XCTestCase {
+    /// The annotated example in Docs/ loads: it cannot go stale.
+    func testTheDocumentedExampleLoads() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let config = try ConfigLoader.load(path: root.appendingPathComponent("Docs/examples/agent.yaml").path)
+        XCTAssertEqual(config.host, "db-host-1")
+        XCTAssertEqual(config.listen, "127.0.0.1:7440")
+        XCTAssertEqual(config.workloads.map(\.name), ["postgres"])
+        XCTAssertEqual(config.workloads.first?.journalDir, "/var/lib/lifeboat/journal/postgres")
+    }
+
+    private func message(_ yaml: String) -> String {
+        do {
+            _ = try ConfigLoader.parse(yaml, file: "agent.yaml")
+            return "no error"
+        } catch let error as LifeboatError {
+            XCTAssertEqual(error.kind, .badInput)
+            return error.description
+        } catch {
+            return "unexpected \(error)"
+        }
+    }
+
+    private let valid = """
+        repository: /v/repo
+        workloads:
+          - name: db
+            data_dir: /d/data
+            backing_dir: /d/backing
+            journal_dir: /d/journal
+        """
+
+    func testErrorsNameTheFileTheLineAndTheKey() {
+        let unknown = message(valid + "\n    dta_dir: /x\n")
+        XCTAssertTrue(unknown.contains("agent.yaml:7:"), unknown)
+        XCTAssertTrue(unknown.contains("unknown key workloads[0].dta_dir"), unknown)
+
+        let missing = message(valid.replacingOccurrences(of: "    data_dir: /d/data\n", with: ""))
+        XCTAssertTrue(missing.contains("workloads[0].data_dir is missing"), missing)
+
+        let relative = message(valid.replacingOccurrences(of: "backing_dir: /d/backing", with: "backing_dir: d/backing"))
+        XCTAssertTrue(relative.contains("agent.yaml:5: workloads[0].backing_dir must be an absolute path"), relative)
+
+        let capture = message(valid + "\n    capture: nfs\n")
+        XCTAssertTrue(capture.contains("'nfs' is not a capture mode"), capture)
+
+        let listen = message("listen: nonsense\n" + valid)
+        XCTAssertTrue(listen.contains("agent.yaml:1: listen must be HOST:PORT"), listen)
+
+        let topLevel = message("repositry: /v\n" + valid)
+        XCTAssertTrue(topLevel.contains("unknown key repositry"), topLevel)
+
+        XCTAssertTrue(message("").contains("empty"), message(""))
+        XCTAssertTrue(message("workloads: [\n").contains("not valid YAML"), message("workloads: [\n"))
+        XCTAssertTrue(message(valid + "\n  - name: db\n    data_dir: /a\n    backing_dir: /b\n    journal_dir: /c\n").contains("used by two workloads"))
+    }
+}
