@@ -56,6 +56,10 @@ public final class WorkloadSnapshots: Sendable {
     private let state = Mutex(State())
     private let running = Mutex(())
 
+    /// Changed bytes a delta snapshot holds in memory at most; above this a snapshot scans
+    /// instead (reading whole changed files, streaming, with bounded memory).
+    static let maxDeltaBytes: UInt64 = 512 << 20
+
     init(runtime: WorkloadRuntime, repositoryPath: String, host: String) {
         self.runtime = runtime
         self.repositoryPath = repositoryPath
@@ -85,12 +89,13 @@ public final class WorkloadSnapshots: Sendable {
         var parent: ObjectID? = previous
         var cut: Cut
         var dirty: DirtySet
-        if let previous {
+        let dirtyBytes = runtime.mount.dirtySummary.bytes
+        if let previous, dirtyBytes <= WorkloadSnapshots.maxDeltaBytes {
             base = try writer.tree(ofSnapshot: previous)
             (cut, dirty) = try runtime.mount.takeCut(walkEverything: false)
         } else {
             method = "scan"
-            parent = try newestSnapshot(repository, workload: name)
+            if previous == nil { parent = try newestSnapshot(repository, workload: name) }
             (base, cut, dirty) = try scanThenCut(writer, parentSnapshot: parent)
         }
         var input = DeltaInputBuilder.input(from: cut)

@@ -1,3 +1,4 @@
+import CFuse3
 import Glibc
 
 /// Reads the kernel's mount table, and prepares a data dir to be mounted.

@@ -158,7 +158,6 @@ public final class JournalWriter: Sendable {
                 state.pending.append(Pending(newSegment: nil, bytes: []))
             }
             let index = state.pending.count - 1
-            state.pending[index].bytes.reserveCapacity(state.pending[index].bytes.count + frameSize)
             JournalFormat.appendFrame(
                 to: &state.pending[index].bytes, epoch: epoch, seq: seq, kind: kind, header: header, payload: payload)
             state.segmentBytes += frameSize

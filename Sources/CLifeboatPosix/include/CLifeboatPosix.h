@@ -2,6 +2,7 @@
 #define LIFEBOAT_CPOSIX_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /// Linux calls and constants that Glibc's Swift module does not show (xattrs, and values
@@ -40,6 +41,8 @@ unsigned int lifeboat_rename_exchange(void);
 int lifeboat_fallocate(int fd, int mode, off_t offset, off_t length);
 int lifeboat_falloc_fl_keep_size(void);
 int lifeboat_falloc_fl_punch_hole(void);
+/// CRC-32C (Castagnoli) of `length` bytes, continuing `crc` (start with 0).
+uint32_t lifeboat_crc32c(uint32_t crc, const void *buffer, size_t length);
 /// syncfs(2): flush one filesystem.
 int lifeboat_syncfs(int fd);
 
