@@ -69,6 +69,10 @@ let package = Package(
         ),
         .testTarget(name: "LifeboatCoreTests", dependencies: ["LifeboatCore"], swiftSettings: strictSettings),
         .testTarget(
+            name: "LifeboatCaptureTests",
+            dependencies: ["LifeboatCapture", "LifeboatJournal", "LifeboatCore", "CLifeboatPosix"],
+            swiftSettings: strictSettings),
+        .testTarget(
             name: "LifeboatAgentTests", dependencies: ["LifeboatAgent", "LifeboatCore"],
             swiftSettings: strictSettings),
         .testTarget(

@@ -62,7 +62,8 @@ final class ConfigErrorTests: XCTestCase {
         let missing = message(valid.replacingOccurrences(of: "    data_dir: /d/data\n", with: ""))
         XCTAssertTrue(missing.contains("workloads[0].data_dir is missing"), missing)
 
-        let relative = message(valid.replacingOccurrences(of: "backing_dir: /d/backing", with: "backing_dir: d/backing"))
+        let relative = message(
+            valid.replacingOccurrences(of: "backing_dir: /d/backing", with: "backing_dir: d/backing"))
         XCTAssertTrue(relative.contains("agent.yaml:5: workloads[0].backing_dir must be an absolute path"), relative)
 
         let capture = message(valid + "\n    capture: nfs\n")
@@ -76,6 +77,8 @@ final class ConfigErrorTests: XCTestCase {
 
         XCTAssertTrue(message("").contains("empty"), message(""))
         XCTAssertTrue(message("workloads: [\n").contains("not valid YAML"), message("workloads: [\n"))
-        XCTAssertTrue(message(valid + "\n  - name: db\n    data_dir: /a\n    backing_dir: /b\n    journal_dir: /c\n").contains("used by two workloads"))
+        XCTAssertTrue(
+            message(valid + "\n  - name: db\n    data_dir: /a\n    backing_dir: /b\n    journal_dir: /c\n").contains(
+                "used by two workloads"))
     }
 }

@@ -22,8 +22,9 @@
 #   scaling   more timed incrementals of bench (no change, 0.1%, 1%, 5%) and of scale (1%, and
 #             the same bytes as 1% of bench): data size, changed bytes, seconds and
 #             changed_bytes_read show whether the cost follows the changed bytes or the dir size
-#   stall     a python writer does fsync'd 8 KiB random writes into the mount's large file
-#             without pause and records each write's latency; BENCH_STALL_ROUNDS times: a 1%
+#   stall     a python writer does fsync'd 8 KiB random writes without pause into a 16 MiB file
+#             it created in the mount (a hot table or log; a fixed size keeps what it dirties
+#             per snapshot bounded) and records each write's latency; BENCH_STALL_ROUNDS times: a 1%
 #             change, a snapshot, then an idle window as long as the snapshot took. Max, p99
 #             and mean latency of the writes overlapping the snapshots vs the idle windows, and
 #             the agent's stall_ms. Then, writer stopped, a last snapshot of each workload and
@@ -33,9 +34,10 @@
 # a fixed seed, totalling P% of the data size; the same writes (offsets and bytes) go to the
 # native copy while it is still compared. The page cache is dropped (sync; echo 3 >
 # /proc/sys/vm/drop_caches) before every timed backup, Lifeboat's and restic's alike, unless
-# BENCH_WARM=1; restic keeps its cache dir (RESTIC_CACHE_DIR under the run dir, as in
-# repository.sh) from the initial backup, the agent its in-memory state. The stall rounds do
-# not drop the cache. With the defaults a run takes about 2.5 minutes on a 2-core VM
+# BENCH_WARM=1, and then the lifeboat and restic executables are read back in (untimed), so a
+# timing does not include loading the program itself; restic keeps its cache dir
+# (RESTIC_CACHE_DIR under the run dir, as in repository.sh) from the initial backup, the agent
+# its in-memory state. The stall rounds do not drop the cache. With the defaults a run takes about 2.5 minutes on a 2-core VM
 # (BENCH_QUICK=1: under 1 minute).
 #
 # Options:
@@ -145,12 +147,19 @@ else
     if ! { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
         die "cannot drop the page cache (need a writable /proc/sys/vm/drop_caches); set BENCH_WARM=1"
     fi
-    CACHE_MODE="cold (sync; echo 3 > /proc/sys/vm/drop_caches before every timed backup, both tools); restic's cache dir kept"
+    CACHE_MODE="cold (sync; echo 3 > /proc/sys/vm/drop_caches before every timed backup, both tools, then both executables read back in); restic's cache dir kept"
 fi
 drop_caches() {
     [[ $BENCH_WARM == 1 ]] && return 0
     sync
     echo 3 >/proc/sys/vm/drop_caches
+}
+# After a drop, both tools' executables are read back in (not timed), so that a timed command
+# does not include loading its own program from disk; the data and repositories stay cold.
+warm_binaries() {
+    cat "$LIFEBOAT_BIN" "$(command -v restic)" >/dev/null
+    "$LIFEBOAT_BIN" --version >/dev/null 2>&1 || true
+    restic version >/dev/null 2>&1 || true
 }
 
 # --- work dir and cleanup ----------------------------------------------------------------------
@@ -182,6 +191,7 @@ WINDOWS=$WORK/stall-windows.tsv   # round snap_t0 snap_t1 idle_t0 idle_len
 GUARDS=$WORK/guards.tsv           # label workload snapshot mount_digest restore_digest entries bytes result
 WRITER_OUT=$WORK/writer.tsv
 MARKER=base/16384/heap.dat        # gen_data.py's large file
+HOT=stall/hot.dat                 # the stall writer's file in bench (16 MiB)
 mkdir -p "$BACKING" "$MOUNT" "$SCALE_BACKING" "$SCALE_MOUNT" "$LOGS"
 chmod 755 "$BACKING" "$MOUNT" "$SCALE_BACKING" "$SCALE_MOUNT"
 : >"$SNAPS"; : >"$CHANGES"; : >"$RESTIC_TIMES"; : >"$WINDOWS"; : >"$GUARDS"
@@ -452,7 +462,7 @@ lb_snapshot() {
     local out="$LOGS/snap-$label.json" err="$LOGS/snap-$label.err"
     local c0 c1 r0 r1 t0 t1
     agent_alive || die_agent "lifeboatd is not running (before snapshot $label)"
-    [[ $mode == nodrop ]] || drop_caches
+    [[ $mode == nodrop ]] || { drop_caches; warm_binaries; }
     c0=$(agent_cpu_s); r0=$(agent_read_bytes)
     t0=$EPOCHREALTIME
     if ! run "$LIFEBOAT_BIN" backup --agent "$AGENT_URL" --workload "$workload" --json >"$out" 2>"$err"; then
@@ -476,6 +486,7 @@ lb_snapshot() {
 restic_backup() {
     local label=$1 out="$LOGS/restic-$1.log" tf="$LOGS/restic-$1.time" t0 t1
     drop_caches
+    warm_binaries
     log "restic $label: restic --repo $RESTIC_REPO backup $NATIVE"
     t0=$EPOCHREALTIME
     if ! run /usr/bin/time -f '%e %U %S %M %I' -o "$tf" restic --repo "$RESTIC_REPO" backup "$NATIVE" >"$out" 2>&1; then
@@ -633,8 +644,16 @@ T_SCALE=$(($(date +%s) - T_SCALE))
 
 # --- stall: write latency in the mount during snapshots vs idle ----------------------------------
 T_STALL=$(date +%s)
-log "stall: starting the writer (fsync'd 8 KiB random writes into $MOUNT/$MARKER)"
-python3 - "$MOUNT/$MARKER" "$WRITER_OUT" "$((BENCH_SEED * 1000 + 300))" "$WORK/writer.ready" \
+log "stall: creating $MOUNT/$HOT (16 MiB) and taking a snapshot that holds it"
+mkdir -p "$MOUNT/${HOT%/*}"
+run python3 -c 'import os, random, sys
+with open(sys.argv[1], "wb") as f:
+    f.write(random.Random(int(sys.argv[2])).randbytes(16 << 20))
+    f.flush()
+    os.fsync(f.fileno())' "$MOUNT/$HOT" "$((BENCH_SEED * 1000 + 299))" || die_agent "cannot create $MOUNT/$HOT"
+lb_snapshot stall-0 bench nodrop
+log "stall: starting the writer (fsync'd 8 KiB random writes into $MOUNT/$HOT)"
+python3 - "$MOUNT/$HOT" "$WRITER_OUT" "$((BENCH_SEED * 1000 + 300))" "$WORK/writer.ready" \
     >"$LOGS/writer.log" 2>&1 9>&- <<'PY' &
 import array, os, random, signal, sys, time
 path, out, seed, ready = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -835,10 +854,14 @@ def stats(lats, seconds):
             "%.2f" % (1000 * sum(v) / len(v)), "%.2f" % (1000 * p99), "%.2f" % (1000 * v[-1])]
 
 during, idle, total = [], [], 0.0
+slowest = None   # (latency, start relative to the snapshot, snapshot seconds, round)
 for w in windows:
     during += overlapping(w["s0"], w["s1"])
     idle += overlapping(w["i0"], w["i0"] + w["length"])
     total += w["length"]
+    for s, l in writes:
+        if s < w["s1"] and s + l > w["s0"] and (slowest is None or l > slowest[0]):
+            slowest = (l, s - w["s0"], w["s1"] - w["s0"], w["round"])
 stall_reports = [snaps["stall-%d" % w["round"]]["report"] for w in windows]
 rows = [["during the snapshots (%d)" % len(windows)] + stats(during, total),
         ["idle windows of the same length"] + stats(idle, total)]
@@ -851,6 +874,11 @@ notes = ["agent stall_ms per snapshot: %s (max %.2f); changed_bytes_read during 
          "writer: %d fsync'd 8 KiB writes in the whole test, max %.2f ms; a write counts for a window "
          "if it overlaps it; each round: 1%% change, 0.5 s, snapshot, 0.3 s, idle window" %
          (len(all_lat), 1000 * max(all_lat))]
+if slowest:
+    notes.append("slowest write during a snapshot: %.2f ms, started %+.3f s after the start of the %.3f s "
+                 "`backup --agent` command of round %d; writes over 50 ms: %d during the snapshots, %d in the idle windows"
+                 % (1000 * slowest[0], slowest[1], slowest[2], slowest[3],
+                    sum(1 for l in during if l > 0.05), sum(1 for l in idle if l > 0.05)))
 tables.append(("Write latency in the mount (fsync'd 8 KiB random writes) during snapshots vs idle",
                ["window", "writes", "seconds", "writes/s", "mean ms", "p99 ms", "max ms"], rows, notes))
 
