@@ -28,7 +28,8 @@ public enum ConfigLoader {
         } catch let error as YamlError {
             throw LifeboatError(.badInput, "\(file): not valid YAML: \(describe(error))")
         }
-        var reader = try MappingReader(root, file: file, path: "")
+        var reader = try MappingReader(
+            root, file: file, path: "", known: ["host", "listen", "repository", "workloads"])
         let host = try reader.string("host", default: ProcessInfo.processInfo.hostName)
         let listen = try reader.string("listen", default: "127.0.0.1:7440")
         try reader.check("listen", isAddress(listen), "must be HOST:PORT, e.g. 127.0.0.1:7440")
@@ -42,7 +43,9 @@ public enum ConfigLoader {
         }
         var workloads: [WorkloadConfiguration] = []
         for (index, node) in sequence.enumerated() {
-            var item = try MappingReader(node, file: file, path: "workloads[\(index)].")
+            var item = try MappingReader(
+                node, file: file, path: "workloads[\(index)].",
+                known: ["name", "capture", "data_dir", "backing_dir", "journal_dir"])
             let name = try item.string("name")
             try item.check(
                 "name", !name.isEmpty && name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" },
@@ -103,7 +106,9 @@ struct MappingReader {
     private var entries: [(key: String, keyNode: Node, value: Node)] = []
     private var used: Set<String> = []
 
-    init(_ node: Node, file: String, path: String) throws {
+    /// Reads a mapping whose keys must be among `known`: an unknown key (a typo, or a key of a
+    /// newer version) is reported first, before a missing key it may stand for.
+    init(_ node: Node, file: String, path: String, known: [String]) throws {
         self.file = file
         self.path = path
         self.node = node
@@ -121,6 +126,12 @@ struct MappingReader {
                 throw LifeboatError(.badInput, "\(file):\(key.mark?.line ?? 0): \(path)\(name) is given twice")
             }
             entries.append((name, key, value))
+        }
+        if let unknown = entries.first(where: { !known.contains($0.key) }) {
+            throw LifeboatError(
+                .badInput,
+                "\(file):\(unknown.keyNode.mark?.line ?? 0): unknown key \(path)\(unknown.key) (known here: \(known.sorted().joined(separator: ", ")))"
+            )
         }
     }
 

@@ -113,6 +113,11 @@ public final class WorkloadRuntime: Sendable {
                 .badInput,
                 "workload \(name): cannot create data_dir \(workload.dataDir): \(String(cString: strerror(errno)))")
         }
+        do {
+            try MountTable.prepareMountPoint(workload.dataDir)
+        } catch {
+            throw LifeboatError(.badInput, "workload \(name): \(error)")
+        }
         let data = MountTable.canonical(workload.dataDir)
         let backing = MountTable.canonical(workload.backingDir)
         let journalPath = resolvedAllowingMissing(workload.journalDir)

@@ -24,6 +24,20 @@ public struct Cut: Sendable {
         public var links: UInt32
         public var rdev: UInt64
 
+        /// Only the type, for an entry whose attributes the snapshot takes from the previous one.
+        init(type: UInt32) {
+            mode = type
+            uid = 0
+            gid = 0
+            size = 0
+            mtime = Timestamp(seconds: 0, nanoseconds: 0)
+            ctime = mtime
+            device = 0
+            inode = 0
+            links = 0
+            rdev = 0
+        }
+
         init(_ st: stat) {
             mode = UInt32(st.st_mode)
             uid = st.st_uid
@@ -88,35 +102,54 @@ extension CaptureMount {
             fs.dirty.restore(first)
             throw error
         }
-        let start = monotonicSeconds()
-        var cut: Cut?
-        var failure: (any Error)?
-        fs.gate.freeze()
-        let second = fs.dirty.swap()
-        var merged = false
-        do {
-            // Read before merging: the merge closes the second set's duplicate descriptors.
-            let stalled = try readRanges(second, into: &overlays)
-            first.merge(second)
-            merged = true
-            let walk = try fs.walk(everything: walkEverything, dirty: first)
-            cut = Cut(
-                position: fs.journal.writer.lastPosition, rootStatus: walk.rootStatus, rootXattrs: walk.rootXattrs,
-                directories: walk.directories, walkedEverything: walk.everything,
-                changed: first.changedFiles.union(first.directories),
-                created: first.created, overlays: overlays, stallSeconds: 0, precopiedBytes: precopied,
-                stalledBytes: stalled)
-        } catch {
-            if !merged { first.merge(second) }
-            failure = error
+        // Namespace changes wait from here until the cut is taken: the listing below is then
+        // exact at the cut. Data changes go on until the freeze.
+        return try fs.withNamespaceHeld {
+            var listing: Passthrough.Listing
+            do {
+                listing = try fs.list(fs.directoriesToList(everything: walkEverything, dirty: first))
+            } catch {
+                fs.dirty.restore(first)
+                throw error
+            }
+            let start = monotonicSeconds()
+            var cut: Cut?
+            var failure: (any Error)?
+            fs.gate.freeze()
+            let second = fs.dirty.swap()
+            var merged = false
+            do {
+                // Read before merging: the merge closes the second set's duplicate descriptors.
+                let stalled = try readRanges(second, into: &overlays)
+                first.merge(second)
+                merged = true
+                // Changes during the listing may lie in directories it skipped: list those too.
+                if !listing.everything, let needed = fs.directoriesToList(everything: false, dirty: first),
+                    !needed.isSubset(of: listing.directoryIDs)
+                {
+                    listing = try fs.list(needed)
+                } else if !listing.everything, fs.directoriesToList(everything: false, dirty: first) == nil {
+                    listing = try fs.list(nil)
+                }
+                let changed = first.changedFiles.union(first.directories)
+                let described = try fs.describe(listing, changed: changed)
+                cut = Cut(
+                    position: fs.journal.writer.lastPosition, rootStatus: described.rootStatus,
+                    rootXattrs: described.rootXattrs, directories: described.directories,
+                    walkedEverything: listing.everything, changed: changed, created: first.created, overlays: overlays,
+                    stallSeconds: 0, precopiedBytes: precopied, stalledBytes: stalled)
+            } catch {
+                if !merged { first.merge(second) }
+                failure = error
+            }
+            fs.gate.thaw()
+            guard var result = cut else {
+                fs.dirty.restore(first)
+                throw failure!
+            }
+            result.stallSeconds = monotonicSeconds() - start
+            return (result, first)
         }
-        fs.gate.thaw()
-        guard var result = cut else {
-            fs.dirty.restore(first)
-            throw failure!
-        }
-        result.stallSeconds = monotonicSeconds() - start
-        return (result, first)
     }
 
     /// Reads every range of `set` from the backing files into `overlays` (later reads of the

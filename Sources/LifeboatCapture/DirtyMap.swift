@@ -105,6 +105,20 @@ public final class DirtyMap: Sendable {
         }
     }
 
+    /// Drops the changed ranges of a file that has no name left (its last link was removed):
+    /// no snapshot needs them, and the kept descriptor would hold its disk space.
+    func forgetIfUnlinked(_ id: FileID) {
+        let closing: Int32? = state.withLock { set in
+            guard let fd = set.descriptors[id] else { return nil }
+            var st = stat()
+            guard fstat(fd, &st) == 0, st.st_nlink == 0 else { return nil }
+            set.descriptors[id] = nil
+            set.ranges[id] = nil
+            return fd
+        }
+        if let closing { close(closing) }
+    }
+
     func markMetadata(_ id: FileID) {
         _ = state.withLock { $0.metadata.insert(id) }
     }

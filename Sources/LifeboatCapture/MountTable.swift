@@ -60,14 +60,17 @@ public enum MountTable {
         return String(cString: resolved)
     }
 
-    /// Makes sure `dataDir` can be mounted: a mount left by a killed agent (its reads fail
-    /// with ENOTCONN) is detached; a live mount, a missing dir or a non-dir is refused.
-    static func prepareMountPoint(_ dataDir: String) throws(CaptureError) {
-        var st = stat()
-        if stat(dataDir, &st) != 0 {
+    /// Makes sure `dataDir` can be mounted: a Lifeboat mount left by a killed agent (opening it
+    /// fails with ENOTCONN or ECONNABORTED) is detached; a live mount, a missing dir or a
+    /// non-dir is refused.
+    public static func prepareMountPoint(_ dataDir: String) throws(CaptureError) {
+        if let mount = mounts().first(where: { $0.mountPoint == canonical(dataDir) }) {
+            // stat() may be answered from the kernel's attribute cache even when the agent is
+            // gone; opening the directory always asks the agent.
+            let fd = open(dataDir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             let err = errno
-            if err == ENOTCONN {
-                // "Transport endpoint is not connected": a FUSE mount whose daemon died.
+            if fd >= 0 { close(fd) }
+            if fd < 0 && (err == ENOTCONN || err == ECONNABORTED) {
                 if umount2(dataDir, Int32(MNT_DETACH)) != 0 {
                     throw CaptureError(
                         "data dir \(dataDir) is a dead FUSE mount and cannot be detached: \(errnoText(errno)); run 'umount -l \(dataDir)'"
@@ -76,15 +79,16 @@ public enum MountTable {
                 return try prepareMountPoint(dataDir)
             }
             throw CaptureError(
-                "data dir \(dataDir) cannot be used: \(errnoText(err)); create it as an empty directory")
+                "data dir \(dataDir) is already a mount (\(mount.fileSystemType) from \(mount.source)); unmount it or choose another data_dir"
+            )
+        }
+        var st = stat()
+        if stat(dataDir, &st) != 0 {
+            throw CaptureError(
+                "data dir \(dataDir) cannot be used: \(errnoText(errno)); create it as an empty directory")
         }
         guard st.st_mode & S_IFMT == S_IFDIR else {
             throw CaptureError("data dir \(dataDir) is not a directory; give an empty directory to mount on")
-        }
-        if let mount = mounts().first(where: { $0.mountPoint == canonical(dataDir) }) {
-            throw CaptureError(
-                "data dir \(dataDir) is already a mount (\(mount.fileSystemType) from \(mount.source)); unmount it or choose another data_dir"
-            )
         }
     }
 }

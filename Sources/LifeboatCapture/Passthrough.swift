@@ -1,5 +1,6 @@
 import CFuse3
 import CLifeboatPosix
+import Foundation
 import Glibc
 import LifeboatJournal
 import Synchronization
@@ -16,7 +17,8 @@ final class Passthrough: Sendable {
     let root: Inode
     /// Seconds the kernel may cache names and attributes: this agent is the only writer.
     let cacheTimeout: Double = 1.0
-    private let namespace = Mutex(())
+    /// One namespace change and its record at a time (and none while a snapshot lists).
+    private let namespace = NSLock()
     /// Holds changes back while a snapshot takes its cut.
     let gate = MutationGate()
     /// What changed since the last snapshot.
@@ -81,8 +83,8 @@ final class Passthrough: Sendable {
         let entryPath = BackingCalls.procPath(parent.fd, name)
         var id = BackingCalls.readFileID(path: entryPath)
         if id == nil {
-            id = gate.pass {
-                namespace.withLock { _ -> FileID? in
+            id = withNamespaceHeld {
+                gate.pass { () -> FileID? in
                     if let raced = BackingCalls.readFileID(path: entryPath) { return raced }
                     let fresh = BackingCalls.newFileID()
                     guard BackingCalls.writeFileID(fresh, path: entryPath) == 0,
@@ -116,8 +118,19 @@ final class Passthrough: Sendable {
 
     /// Runs a namespace change and its journal record under the namespace lock; answers EIO
     /// when the journal has failed.
+    ///
+    /// The namespace lock is taken before the gate: a snapshot holds the namespace lock while
+    /// it lists directories and then freezes the gate, so a namespace change must not be
+    /// inside the gate while it waits for that lock.
     func namespaceChange<T>(_ body: () -> T) -> T {
-        gate.pass { namespace.withLock { _ in body() } }
+        withNamespaceHeld { gate.pass { body() } }
+    }
+
+    /// Runs `body` with namespace changes held back (data changes go on).
+    func withNamespaceHeld<T>(_ body: () throws -> T) rethrows -> T {
+        namespace.lock()
+        defer { namespace.unlock() }
+        return try body()
     }
 
     // MARK: - lookup and attributes
@@ -416,7 +429,10 @@ final class Passthrough: Sendable {
                 : .unlink(parent: parent.id, name: bytes(name), file: id, time: time)
             guard journal.append(record) != nil else { return EIO }
             dirty.markDirectory(parent.id)
-            if id != 0 { dirty.markMetadata(id) }
+            if id != 0 {
+                dirty.markMetadata(id)
+                dirty.forgetIfUnlinked(id)
+            }
             return 0
         }
         fuse_reply_err(req, err)
@@ -449,6 +465,7 @@ final class Passthrough: Sendable {
             if id != 0 { parentMap.add(id, in: newParent.id) }
             if let replaced {
                 dirty.markMetadata(replaced)
+                dirty.forgetIfUnlinked(replaced)
                 parentMap.add(replaced, in: parent.id)
             }
             return 0
@@ -542,7 +559,18 @@ final class Passthrough: Sendable {
                     if wrote < 0 {
                         if errno == EINTR { continue }
                         if done > 0 { break }
-                        return -Int(errno)
+                        let code = errno
+                        // The kernel moves mtime before it finds no space: journal the time the
+                        // file has now, so a replay matches the backing file.
+                        let (st, statErr) = BackingCalls.fstat(fd)
+                        if statErr == 0 {
+                            let mtime = FileTime(
+                                seconds: Int64(st.st_mtim.tv_sec), nanoseconds: UInt32(st.st_mtim.tv_nsec))
+                            let record = Mutation.setattr(
+                                file: node.id, change: AttributeChange(mtime: mtime), time: mtime)
+                            if journal.append(record) != nil { dirty.markMetadata(node.id) }
+                        }
+                        return -Int(code)
                     }
                     if wrote == 0 { break }
                     done += wrote

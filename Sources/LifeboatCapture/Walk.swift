@@ -85,80 +85,120 @@ final class ParentMap: Sendable {
 }
 
 extension Passthrough {
-    struct Walk {
-        var rootStatus: Cut.Status
-        var rootXattrs: [(name: [UInt8], value: [UInt8])]
-        var directories: [String: [Cut.Entry]]
+    /// Names, ids and types of the entries of the directories a snapshot needs, listed while
+    /// namespace changes are held back (data changes go on).
+    struct Listing {
+        struct Item {
+            var name: String
+            var fileID: FileID?
+            /// File type bits from the directory entry.
+            var type: UInt32
+        }
+        /// Listed directories by path relative to the data dir ("" is the root), with their ids.
+        var directories: [String: [Item]] = [:]
+        var directoryIDs: Set<FileID> = [FileID.root]
         var everything: Bool
     }
 
-    /// Lists the directories a snapshot needs (called with every change held back).
-    func walk(everything requested: Bool, dirty: DirtySet) throws -> Walk {
-        var needed: Set<FileID>?
-        if !requested {
-            needed = parentMap.ancestors(of: dirty.changedFiles.union(dirty.directories))
-            if var found = needed {
-                // A changed or new directory is itself walked: its entries may be the change.
-                found.formUnion(dirty.directories)
-                found.formUnion(dirty.changedFiles)
-                needed = found
-            }
-        }
-        let (rootStatus, err) = BackingCalls.fstat(root.fd)
-        if err != 0 { throw CaptureError("cannot stat the backing dir: \(errnoText(err))") }
-        var walk = Walk(
-            rootStatus: Cut.Status(rootStatus), rootXattrs: try xattrs(BackingCalls.procPath(root.fd), follow: true),
-            directories: [:], everything: needed == nil)
-        try walkDirectory(
-            fd: root.fd, relative: "", needed: needed, changed: dirty.changedFiles.union(dirty.directories), into: &walk
-        )
-        return walk
+    /// The directories to list: the changed ones and those on the way to a change; nil means
+    /// every directory (asked for, or some way up is unknown).
+    func directoriesToList(everything: Bool, dirty: DirtySet) -> Set<FileID>? {
+        if everything { return nil }
+        let changed = dirty.changedFiles.union(dirty.directories)
+        guard var needed = parentMap.ancestors(of: changed) else { return nil }
+        // A changed or new directory is itself listed: its entries may be the change.
+        needed.formUnion(changed)
+        return needed
     }
 
-    private func walkDirectory(
-        fd dirFD: Int32, relative: String, needed: Set<FileID>?, changed: Set<FileID>, into walk: inout Walk
-    ) throws {
+    /// Lists the directories in `needed` (all when nil). Call with namespace changes held.
+    func list(_ needed: Set<FileID>?) throws -> Listing {
+        var listing = Listing(everything: needed == nil)
+        try listDirectory(fd: root.fd, relative: "", needed: needed, into: &listing)
+        return listing
+    }
+
+    private func listDirectory(
+        fd dirFD: Int32, relative: String, needed: Set<FileID>?, into listing: inout Listing
+    )
+        throws
+    {
         let listFD = Glibc.open(BackingCalls.procPath(dirFD), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard listFD >= 0, let stream = fdopendir(listFD) else {
             throw CaptureError("cannot list backing dir \(relative.isEmpty ? "/" : relative): \(errnoText(errno))")
         }
         defer { closedir(stream) }
-        var entries: [Cut.Entry] = []
-        var subdirectories: [(name: String, id: FileID?)] = []
+        var items: [Listing.Item] = []
         while let raw = Glibc.readdir(stream) {
             let name = withUnsafePointer(to: &raw.pointee.d_name) {
                 $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
             }
             if name == "." || name == ".." { continue }
-            var st = stat()
-            guard fstatat(dirFD, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
-                throw CaptureError("cannot stat \(relative)/\(name): \(errnoText(errno))")
+            var type = UInt32(raw.pointee.d_type) << 12
+            if raw.pointee.d_type == UInt8(DT_UNKNOWN) {
+                var st = stat()
+                guard fstatat(dirFD, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
+                    throw CaptureError("cannot stat \(relative)/\(name): \(errnoText(errno))")
+                }
+                type = UInt32(st.st_mode & S_IFMT)
             }
-            let entryPath = BackingCalls.procPath(dirFD) + "/" + name
-            let id = BackingCalls.readFileID(path: entryPath)
-            let isChanged = id.map { changed.contains($0) } ?? true
-            var target: [UInt8] = []
-            if st.st_mode & S_IFMT == S_IFLNK {
-                var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-                let got = readlinkat(dirFD, name, &buffer, Int(PATH_MAX))
-                if got >= 0 { target = buffer[0..<got].map { UInt8(bitPattern: $0) } }
-            }
-            let attributes = isChanged || needed == nil ? try xattrs(entryPath, follow: false) : []
-            entries.append(
-                Cut.Entry(
-                    name: Array(name.utf8), fileID: id, status: Cut.Status(st), xattrs: attributes, linkTarget: target))
-            if st.st_mode & S_IFMT == S_IFDIR { subdirectories.append((name, id)) }
+            let id = BackingCalls.readFileID(path: BackingCalls.procPath(dirFD) + "/" + name)
+            items.append(Listing.Item(name: name, fileID: id, type: type))
         }
-        walk.directories[relative] = entries
-        for sub in subdirectories {
-            if let needed, let id = sub.id, !needed.contains(id) { continue }
-            let childFD = openat(dirFD, sub.name, BackingCalls.oPath | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            guard childFD >= 0 else { throw CaptureError("cannot open \(relative)/\(sub.name): \(errnoText(errno))") }
+        listing.directories[relative] = items
+        for item in items where item.type == 0o040000 {
+            if let needed, let id = item.fileID, !needed.contains(id) { continue }
+            if let id = item.fileID { listing.directoryIDs.insert(id) }
+            let childFD = openat(dirFD, item.name, BackingCalls.oPath | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard childFD >= 0 else { throw CaptureError("cannot open \(relative)/\(item.name): \(errnoText(errno))") }
             defer { close(childFD) }
-            try walkDirectory(
-                fd: childFD, relative: relative.isEmpty ? sub.name : relative + "/" + sub.name, needed: needed,
-                changed: changed, into: &walk)
+            try listDirectory(
+                fd: childFD, relative: relative.isEmpty ? item.name : relative + "/" + item.name, needed: needed,
+                into: &listing)
         }
+    }
+
+    /// The cut's entries: every listed entry, with attributes (lstat, xattrs, link target) for
+    /// the changed ones and those without an id. Called with every change held back.
+    func describe(
+        _ listing: Listing, changed: Set<FileID>
+    ) throws -> (
+        directories: [String: [Cut.Entry]], rootStatus: Cut.Status, rootXattrs: [(name: [UInt8], value: [UInt8])]
+    ) {
+        var directories: [String: [Cut.Entry]] = [:]
+        for (relative, items) in listing.directories {
+            var entries: [Cut.Entry] = []
+            entries.reserveCapacity(items.count)
+            for item in items {
+                let path = relative.isEmpty ? item.name : relative + "/" + item.name
+                guard item.fileID.map({ changed.contains($0) }) ?? true else {
+                    entries.append(
+                        Cut.Entry(
+                            name: Array(item.name.utf8), fileID: item.fileID, status: Cut.Status(type: item.type),
+                            xattrs: [], linkTarget: []))
+                    continue
+                }
+                var st = stat()
+                guard fstatat(root.fd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
+                    throw CaptureError("cannot stat \(path) in the backing dir: \(errnoText(errno))")
+                }
+                var target: [UInt8] = []
+                if st.st_mode & S_IFMT == S_IFLNK {
+                    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+                    let got = readlinkat(root.fd, path, &buffer, Int(PATH_MAX))
+                    if got >= 0 { target = buffer[0..<got].map { UInt8(bitPattern: $0) } }
+                }
+                let attributes = try xattrs(BackingCalls.procPath(root.fd) + "/" + path, follow: false)
+                entries.append(
+                    Cut.Entry(
+                        name: Array(item.name.utf8), fileID: item.fileID, status: Cut.Status(st), xattrs: attributes,
+                        linkTarget: target))
+            }
+            directories[relative] = entries
+        }
+        let (rootStatus, err) = BackingCalls.fstat(root.fd)
+        if err != 0 { throw CaptureError("cannot stat the backing dir: \(errnoText(err))") }
+        return (directories, Cut.Status(rootStatus), try xattrs(BackingCalls.procPath(root.fd), follow: true))
     }
 
     /// The xattrs of `path`; `follow` for /proc/self/fd paths of directories.

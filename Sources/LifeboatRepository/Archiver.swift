@@ -133,10 +133,16 @@ final class Archiver: @unchecked Sendable {
         let inode: UInt64
     }
 
+    /// Cut files into blocks of this size instead of content-defined chunks (captured data
+    /// dirs, whose snapshots patch single blocks).
+    let fixedChunkSize: Int?
+
     init(
-        repository: Repository, index: BlobIndex, progress: TransferProgress, warn: @escaping @Sendable (String) -> Void
+        repository: Repository, index: BlobIndex, progress: TransferProgress, fixedChunkSize: Int? = nil,
+        warn: @escaping @Sendable (String) -> Void
     ) throws {
         self.repository = repository
+        self.fixedChunkSize = fixedChunkSize
         self.index = index
         self.reader = BlobReader(repository: repository, index: index)
         self.progress = progress
@@ -352,6 +358,12 @@ final class Archiver: @unchecked Sendable {
         return regions
     }
 
+    /// The next chunk's length: fixed-size blocks when asked for, content-defined otherwise.
+    private func nextCut(_ data: UnsafeRawBufferPointer) -> Int? {
+        if let fixedChunkSize { return data.count >= fixedChunkSize ? fixedChunkSize : nil }
+        return repository.chunker.nextCut(data)
+    }
+
     /// Reads `length` bytes from `start` into batches, cutting chunks as it goes; returns
     /// the bytes read (fewer if the file shrank meanwhile).
     private func readRegion(
@@ -362,9 +374,7 @@ final class Archiver: @unchecked Sendable {
         var batch = try currentBatch()
         var cutStart = batch.used
         while true {
-            while let cut = repository.chunker.nextCut(
-                UnsafeRawBufferPointer(rebasing: batch.buffer[cutStart..<batch.used]))
-            {
+            while let cut = nextCut(UnsafeRawBufferPointer(rebasing: batch.buffer[cutStart..<batch.used])) {
                 addChunk(work, batch: batch, offset: cutStart, length: cut)
                 cutStart += cut
             }

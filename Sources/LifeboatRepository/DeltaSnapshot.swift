@@ -82,7 +82,9 @@ public final class DeltaSnapshotWriter {
     /// Backs up `source` with the scanning archiver, without committing a snapshot: the
     /// result is the base a cut taken right after is patched onto.
     public func scanBase(source: String, parent: ObjectID?) throws -> ObjectID {
-        let archiver = try Archiver(repository: repository, index: index, progress: TransferProgress(), warn: { _ in })
+        let archiver = try Archiver(
+            repository: repository, index: index, progress: TransferProgress(),
+            fixedChunkSize: DeltaSnapshotWriter.blockSize, warn: { _ in })
         defer { archiver.abandon() }
         var parentNodes: [[UInt8]: Node]?
         if let parent { parentNodes = archiver.loadParentTree(parent, what: "the previous snapshot") }
@@ -285,14 +287,18 @@ public final class DeltaSnapshotWriter {
         return result
     }
 
-    /// Chunks `bytes`, stores new chunks, returns the pieces (all-zero chunks become holes).
+    /// Block size of captured files' content: a database page write touches one block, so a
+    /// snapshot reads back and stores one block per changed region instead of a 256 KiB
+    /// content-defined chunk.
+    public static let blockSize = 64 << 10
+
+    /// Cuts `bytes` into blocks, stores new ones, returns the pieces (all-zero blocks become holes).
     func storeContent(_ bytes: [UInt8]) throws -> [ContentPiece] {
         var pieces: [ContentPiece] = []
         try bytes.withUnsafeBytes { raw in
             var start = 0
             while start < raw.count {
-                let rest = UnsafeRawBufferPointer(rebasing: raw[start...])
-                let length = repository.chunker.nextCut(rest) ?? rest.count
+                let length = min(DeltaSnapshotWriter.blockSize, raw.count - start)
                 let chunk = UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)])
                 if chunk.allSatisfy({ $0 == 0 }) {
                     if case .hole(let previous)? = pieces.last {

@@ -36,7 +36,9 @@ struct LifeboatDaemon: ParsableCommand {
                     Log.info("API listening on http://\(configuration.listen)")
                 }
             } catch {
-                serverFailure.withLock { $0 = "the API cannot serve on \(configuration.listen): \(error)" }
+                let reason =
+                    "\(error)".contains("Address already in use") ? "the address is already in use" : "\(error)"
+                serverFailure.withLock { $0 = "the API cannot listen on \(configuration.listen): \(reason)" }
             }
         }
         Log.info("agent \(configuration.host) running \(agent.workloads.count) workload(s); SIGTERM stops it")

@@ -75,6 +75,9 @@ final class ConfigErrorTests: XCTestCase {
         let topLevel = message("repositry: /v\n" + valid)
         XCTAssertTrue(topLevel.contains("unknown key repositry"), topLevel)
 
+        let typo = message(valid.replacingOccurrences(of: "data_dir:", with: "dta_dir:"))
+        XCTAssertTrue(typo.contains("agent.yaml:4: unknown key workloads[0].dta_dir"), typo)
+
         XCTAssertTrue(message("").contains("empty"), message(""))
         XCTAssertTrue(message("workloads: [\n").contains("not valid YAML"), message("workloads: [\n"))
         XCTAssertTrue(

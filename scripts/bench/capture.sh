@@ -32,8 +32,8 @@
 # measured run unless BENCH_WARM=1. lifeboatd runs (idle) during the native runs too. fio uses
 # psync, iodepth 1, buffered I/O and its default fadvise hint (POSIX_FADV_RANDOM for randread on
 # the file it opens; lifeboatd's reads of the backing file get no such hint). With the defaults
-# a run takes about 4 minutes on a 2-core VM plus SNAPSHOT_TIME for the snapshot part
-# (BENCH_QUICK=1: about 1 minute plus SNAPSHOT_QUICK_TIME); this VM's figures vary a lot from
+# a run takes about 4 minutes on a 2-core VM plus about 3 minutes for the snapshot
+# part (BENCH_QUICK=1: about 1 minute plus 1 minute); this VM's figures vary a lot from
 # run to run when other work runs, so use BENCH_ROUNDS=3 for published figures.
 #
 # Options:

@@ -37,8 +37,8 @@
 # BENCH_WARM=1, and then the lifeboat and restic executables are read back in (untimed), so a
 # timing does not include loading the program itself; restic keeps its cache dir
 # (RESTIC_CACHE_DIR under the run dir, as in repository.sh) from the initial backup, the agent
-# its in-memory state. The stall rounds do not drop the cache. With the defaults a run takes about 2.5 minutes on a 2-core VM
-# (BENCH_QUICK=1: under 1 minute).
+# its in-memory state. The stall rounds do not drop the cache. With the defaults a run takes
+# about 3 minutes on a 2-core VM (BENCH_QUICK=1: about 1 minute).
 #
 # Options:
 #   --markdown        also print the results as markdown (for Docs/benchmarks.md) on stdout
@@ -731,6 +731,8 @@ grep -E 'snapshot [0-9a-f]+ of ' "$AGENT_LOG" >"$LOGS/agent-snapshots.log" 2>/de
 grep -iE 'error|warn|fail|scanning instead' "$AGENT_LOG" >"$LOGS/agent-problems.log" 2>/dev/null || true
 stop_agent
 T_TOTAL=$(($(date +%s) - T_START))
+log "lifeboatd's log lines of the snapshots:"
+sed 's/^/    /' "$LOGS/agent-snapshots.log" >&2
 
 # --- report --------------------------------------------------------------------------------------
 {
