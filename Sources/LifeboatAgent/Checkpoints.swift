@@ -43,7 +43,7 @@ enum Checkpoints {
 
     static func markStopped(_ workload: WorkloadConfiguration) {
         unlink(workload.journalDir + "/running")
-        _ = JournalWriterSync.directory(workload.journalDir)
+        try? JournalWriter.syncDirectory(workload.journalDir)
     }
 
     /// Flushes the backing dir's filesystem and records `position` as covered.
@@ -77,16 +77,6 @@ enum Checkpoints {
             throw LifeboatError(
                 .operationFailed, "cannot write \(directory)/\(name): \(String(cString: strerror(errno)))")
         }
-        _ = JournalWriterSync.directory(directory)
-    }
-}
-
-/// fsync of a directory, for the small files above.
-enum JournalWriterSync {
-    static func directory(_ path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        return fsync(fd) == 0
+        try JournalWriter.syncDirectory(directory)
     }
 }

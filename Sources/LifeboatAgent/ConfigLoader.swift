@@ -64,12 +64,10 @@ public enum ConfigLoader {
                 try item.check(key, value.hasPrefix("/"), "must be an absolute path")
                 dirs.append(normalized(value))
             }
-            try item.finish()
             workloads.append(
                 WorkloadConfiguration(
                     name: name, capture: capture, dataDir: dirs[0], backingDir: dirs[1], journalDir: dirs[2]))
         }
-        try reader.finish()
         return AgentConfiguration(host: host, listen: listen, repository: repository, workloads: workloads)
     }
 
@@ -97,14 +95,13 @@ public enum ConfigLoader {
     }
 }
 
-/// Reads the keys of one YAML mapping and remembers which were used, so `finish()` can name
-/// any key left over (a typo, or a key of a newer version).
+/// Reads the keys of one YAML mapping; a key that is not among the known ones (a typo, or a
+/// key of a newer version) is refused when the mapping is opened.
 struct MappingReader {
     let file: String
     let path: String
     let node: Node
     private var entries: [(key: String, keyNode: Node, value: Node)] = []
-    private var used: Set<String> = []
 
     /// Reads a mapping whose keys must be among `known`: an unknown key (a typo, or a key of a
     /// newer version) is reported first, before a missing key it may stand for.
@@ -136,7 +133,6 @@ struct MappingReader {
     }
 
     mutating func node(_ key: String) throws -> Node? {
-        used.insert(key)
         return entries.first { $0.key == key }?.value
     }
 
@@ -171,12 +167,4 @@ struct MappingReader {
         return LifeboatError(.badInput, "\(file):\(line): \(path)\(key) \(problem)")
     }
 
-    func finish() throws {
-        if let unknown = entries.first(where: { !used.contains($0.key) }) {
-            throw LifeboatError(
-                .badInput,
-                "\(file):\(unknown.keyNode.mark?.line ?? 0): unknown key \(path)\(unknown.key) (known here: \(used.sorted().joined(separator: ", ")))"
-            )
-        }
-    }
 }

@@ -22,8 +22,6 @@ public struct DirtySet: Sendable {
 
     public init() {}
 
-    public var isEmpty: Bool { ranges.isEmpty && metadata.isEmpty && directories.isEmpty && created.isEmpty }
-
     /// Every file or dir that needs a new tree node.
     public var changedFiles: Set<FileID> { metadata.union(ranges.keys).union(created) }
 

@@ -292,46 +292,12 @@ final class Passthrough: Sendable {
         return .success((node, st))
     }
 
-    func mknod(_ req: fuse_req_t, _ parentIno: fuse_ino_t, _ name: UnsafePointer<CChar>, _ mode: mode_t, _ rdev: dev_t)
-    {
-        guard let parent = inode(parentIno) else {
-            fuse_reply_err(req, ESTALE)
-            return
-        }
-        let time = BackingCalls.now()
-        let result = namespaceChange { () -> Result<(Inode, stat), CaptureErrno> in
-            if mknodat(parent.fd, name, mode, rdev) != 0 { return .failure(CaptureErrno(errno)) }
-            return finishCreation(req, parent: parent, name: name, mode: mode, time: time) { id, uid, gid in
-                .create(
-                    parent: parent.id, name: bytes(name), file: id, mode: UInt32(mode), uid: uid, gid: gid,
-                    rdev: UInt64(rdev), time: time)
-            }
-        }
-        replyEntry(req, result)
-    }
-
-    func mkdir(_ req: fuse_req_t, _ parentIno: fuse_ino_t, _ name: UnsafePointer<CChar>, _ mode: mode_t) {
-        guard let parent = inode(parentIno) else {
-            fuse_reply_err(req, ESTALE)
-            return
-        }
-        let time = BackingCalls.now()
-        let result = namespaceChange { () -> Result<(Inode, stat), CaptureErrno> in
-            var effective = mode & 0o7777
-            let (parentStat, _) = BackingCalls.fstat(parent.fd)
-            if parentStat.st_mode & S_ISGID != 0 { effective |= S_ISGID }
-            if mkdirat(parent.fd, name, effective) != 0 { return .failure(CaptureErrno(errno)) }
-            return finishCreation(req, parent: parent, name: name, mode: effective, time: time) { id, uid, gid in
-                .mkdir(
-                    parent: parent.id, name: bytes(name), file: id, mode: UInt32(effective), uid: uid, gid: gid,
-                    time: time)
-            }
-        }
-        replyEntry(req, result)
-    }
-
-    func symlink(
-        _ req: fuse_req_t, _ target: UnsafePointer<CChar>, _ parentIno: fuse_ino_t, _ name: UnsafePointer<CChar>
+    /// Common body of mknod, mkdir and symlink: `make` creates the entry in the backing dir
+    /// (0 or an errno); then it gets its owner, file id, times and journal record, and the
+    /// kernel its entry.
+    private func makeEntry(
+        _ req: fuse_req_t, _ parentIno: fuse_ino_t, _ name: UnsafePointer<CChar>, mode: mode_t?,
+        make: (Inode) -> Int32, record: (Inode, FileID, UInt32, UInt32, FileTime) -> Mutation
     ) {
         guard let parent = inode(parentIno) else {
             fuse_reply_err(req, ESTALE)
@@ -339,14 +305,49 @@ final class Passthrough: Sendable {
         }
         let time = BackingCalls.now()
         let result = namespaceChange { () -> Result<(Inode, stat), CaptureErrno> in
-            if symlinkat(target, parent.fd, name) != 0 { return .failure(CaptureErrno(errno)) }
-            return finishCreation(req, parent: parent, name: name, mode: nil, time: time) { id, uid, gid in
-                .symlink(
-                    parent: parent.id, name: bytes(name), file: id, target: bytes(target), uid: uid, gid: gid,
-                    time: time)
+            let err = make(parent)
+            if err != 0 { return .failure(CaptureErrno(err)) }
+            return finishCreation(req, parent: parent, name: name, mode: mode, time: time) { id, uid, gid in
+                record(parent, id, uid, gid, time)
             }
         }
         replyEntry(req, result)
+    }
+
+    func mknod(_ req: fuse_req_t, _ parentIno: fuse_ino_t, _ name: UnsafePointer<CChar>, _ mode: mode_t, _ rdev: dev_t)
+    {
+        makeEntry(req, parentIno, name, mode: mode) { parent in
+            mknodat(parent.fd, name, mode, rdev) == 0 ? 0 : errno
+        } record: { parent, id, uid, gid, time in
+            .create(
+                parent: parent.id, name: bytes(name), file: id, mode: UInt32(mode), uid: uid, gid: gid,
+                rdev: UInt64(rdev), time: time)
+        }
+    }
+
+    func mkdir(_ req: fuse_req_t, _ parentIno: fuse_ino_t, _ name: UnsafePointer<CChar>, _ mode: mode_t) {
+        // A directory made in a set-group-id directory is set-group-id too.
+        var effective = mode & 0o7777
+        if let parent = inode(parentIno), BackingCalls.fstat(parent.fd).0.st_mode & S_ISGID != 0 {
+            effective |= S_ISGID
+        }
+        makeEntry(req, parentIno, name, mode: effective) { parent in
+            mkdirat(parent.fd, name, effective) == 0 ? 0 : errno
+        } record: { parent, id, uid, gid, time in
+            .mkdir(
+                parent: parent.id, name: bytes(name), file: id, mode: UInt32(effective), uid: uid, gid: gid, time: time)
+        }
+    }
+
+    func symlink(
+        _ req: fuse_req_t, _ target: UnsafePointer<CChar>, _ parentIno: fuse_ino_t, _ name: UnsafePointer<CChar>
+    ) {
+        makeEntry(req, parentIno, name, mode: nil) { parent in
+            symlinkat(target, parent.fd, name) == 0 ? 0 : errno
+        } record: { parent, id, uid, gid, time in
+            .symlink(
+                parent: parent.id, name: bytes(name), file: id, target: bytes(target), uid: uid, gid: gid, time: time)
+        }
     }
 
     func create(

@@ -271,7 +271,8 @@ public final class JournalWriter: Sendable {
         }
     }
 
-    static func syncDirectory(_ directory: String) throws {
+    /// fsyncs a directory, so the names created or removed in it are durable.
+    public static func syncDirectory(_ directory: String) throws {
         let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw journalIOError(errno, "opening journal directory", directory) }
         defer { close(fd) }

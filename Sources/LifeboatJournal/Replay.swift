@@ -110,11 +110,7 @@ public final class Replayer {
     }
 
     private func setTimes(_ relative: String, atime: FileTime?, mtime: FileTime?) throws {
-        func spec(_ time: FileTime?) -> timespec {
-            guard let time else { return timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2) }
-            return timespec(tv_sec: Int(time.seconds), tv_nsec: Int(time.nanoseconds))
-        }
-        var times = [spec(atime), spec(mtime)]
+        var times = [Replayer.timespec(of: atime), Replayer.timespec(of: mtime)]
         try check(utimensat(AT_FDCWD, full(relative), &times, AT_SYMLINK_NOFOLLOW), "setting times of \(relative)")
     }
 
@@ -283,10 +279,7 @@ public final class Replayer {
     }
 
     private func setFileMtime(_ fd: Int32, _ time: FileTime, _ file: FileID) throws {
-        var times = [
-            timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2),
-            timespec(tv_sec: Int(time.seconds), tv_nsec: Int(time.nanoseconds)),
-        ]
+        var times = [Replayer.timespec(of: nil), Replayer.timespec(of: time)]
         if futimens(fd, &times) != 0 { throw ReplayProblem("setting mtime of \(try path(of: file))") }
     }
 
@@ -299,6 +292,12 @@ public final class Replayer {
         paths[file, default: []].append(relative)
         try setTimes(relative, atime: time, mtime: time)
         try setTimes(try path(of: parent), atime: nil, mtime: time)
+    }
+
+    /// A time for utimensat; nil is UTIME_OMIT ("leave it"), which Swift does not import.
+    private static func timespec(of time: FileTime?) -> timespec {
+        guard let time else { return Glibc.timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2) }
+        return Glibc.timespec(tv_sec: Int(time.seconds), tv_nsec: Int(time.nanoseconds))
     }
 
     private func hex(_ id: FileID) -> String { String(id, radix: 16) }
