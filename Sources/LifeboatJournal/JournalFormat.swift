@@ -79,6 +79,33 @@ enum JournalFormat {
         case end
     }
 
+    /// What `checkedFrame` finds: a valid frame's position and size, without copying its payload.
+    enum Checked {
+        case valid(Position, size: Int)
+        case invalid
+        case end
+    }
+
+    /// Checks the frame at `offset` (length, checksum) and reads its position only: for code
+    /// that moves frames as they are (streaming, fetching) and never looks inside them.
+    static func checkedFrame(in bytes: UnsafeRawBufferPointer, at offset: Int) -> Checked {
+        let remaining = bytes.count - offset
+        if remaining == 0 { return .end }
+        guard remaining >= frameHeaderSize + bodyFixedSize else { return .invalid }
+        let length = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+        let crc = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self))
+        guard length >= bodyFixedSize, length <= bodyFixedSize + maxPayload, length <= remaining - frameHeaderSize
+        else {
+            return .invalid
+        }
+        let body = UnsafeRawBufferPointer(
+            rebasing: bytes[(offset + frameHeaderSize)..<(offset + frameHeaderSize + length)])
+        guard CRC32C.update(0, body) == crc else { return .invalid }
+        let epoch = UInt64(littleEndian: body.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        let seq = UInt64(littleEndian: body.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        return .valid(Position(epoch: epoch, seq: seq), size: frameHeaderSize + length)
+    }
+
     static func frame(in bytes: UnsafeRawBufferPointer, at offset: Int) -> Frame {
         let remaining = bytes.count - offset
         if remaining == 0 { return .end }

@@ -78,6 +78,10 @@ public final class JournalWriter: Sendable {
             torn = scan.tornBytes
             tailLength = scan.validLength
         }
+        if last == nil, let first = segments.first, tailLength >= JournalFormat.segmentHeaderSize {
+            // A journal reset to start after a snapshot: nothing yet, the next seq is known.
+            last = Position(epoch: 0, seq: first.firstSeq - 1)
+        }
         var state = State(segments: segments, last: last, durable: last)
         var io = IO()
         if let tail = segments.last {
@@ -168,6 +172,93 @@ public final class JournalWriter: Sendable {
         }
         if backlog >= JournalWriter.backpressureBytes { try write(sync: false, through: nil) }
         return position
+    }
+
+    /// Appends records that another journal already framed (a peer receiving the primary's
+    /// stream, or a recovery fetching the delta): whole frames, each checked, each the next seq,
+    /// none of an older epoch than the last. Returns the last position appended.
+    @discardableResult
+    public func appendFrames(_ frames: UnsafeRawBufferPointer) throws -> Position? {
+        let (last, backlog) = try state.withLock { state -> (Position?, Int) in
+            if let failure = state.failure { throw failure }
+            var offset = 0
+            while offset < frames.count {
+                guard case .valid(let position, let size) = JournalFormat.checkedFrame(in: frames, at: offset) else {
+                    throw LifeboatError(.integrity, "a received journal frame at byte \(offset) fails its checksum")
+                }
+                let expected = (state.last?.seq ?? 0) + 1
+                guard position.seq == expected else {
+                    throw LifeboatError(.integrity, "received record \(position), expected seq \(expected)")
+                }
+                if let last = state.last, position.epoch < last.epoch {
+                    throw LifeboatError(
+                        .operationFailed, "refusing record \(position): the journal is already at epoch \(last.epoch)")
+                }
+                if state.segments.isEmpty || state.segmentBytes + size > segmentSize {
+                    let path = directory + "/" + JournalFormat.segmentName(firstSeq: expected)
+                    let header = JournalFormat.segmentHeader(firstSeq: expected)
+                    state.segments.append((expected, path))
+                    state.pending.append(Pending(newSegment: (expected, path), bytes: header))
+                    state.segmentBytes = header.count
+                    state.pendingBytes += header.count
+                } else if state.pending.isEmpty {
+                    state.pending.append(Pending(newSegment: nil, bytes: []))
+                }
+                state.pending[state.pending.count - 1].bytes.append(
+                    contentsOf: UnsafeRawBufferPointer(rebasing: frames[offset..<(offset + size)]))
+                state.segmentBytes += size
+                state.pendingBytes += size
+                state.last = position
+                offset += size
+            }
+            return (state.last, state.pendingBytes)
+        }
+        if backlog >= JournalWriter.backpressureBytes { try write(sync: false, through: nil) }
+        return last
+    }
+
+    /// Empties the journal so that it starts after `position` (a peer that fell behind the
+    /// primary's oldest record, or a new host starting from a snapshot). The old segments are
+    /// removed; the next record must be `position.seq + 1`.
+    public func reset(after position: Position) throws {
+        try io.withLock { io in
+            try state.withLock { state in
+                if let failure = state.failure { throw failure }
+                if io.fd >= 0 {
+                    close(io.fd)
+                    io.fd = -1
+                }
+                for segment in state.segments where unlink(segment.path) != 0 && errno != ENOENT {
+                    throw journalIOError(errno, "removing journal segment", segment.path)
+                }
+                let firstSeq = position.seq + 1
+                let path = directory + "/" + JournalFormat.segmentName(firstSeq: firstSeq)
+                let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+                guard fd >= 0 else { throw journalIOError(errno, "creating journal segment", path) }
+                let header = JournalFormat.segmentHeader(firstSeq: firstSeq)
+                do {
+                    try writeAll(fd, header)
+                    if fsync(fd) != 0 { throw journalIOError(errno, "syncing journal segment", path) }
+                    try JournalWriter.syncDirectory(directory)
+                } catch {
+                    close(fd)
+                    throw error
+                }
+                io.fd = fd
+                io.directoryDirty = false
+                state.segments = [(firstSeq, path)]
+                state.segmentBytes = header.count
+                state.pending = []
+                state.pendingBytes = 0
+                state.last = Position(epoch: 0, seq: position.seq)
+                state.durable = state.last
+            }
+        }
+    }
+
+    /// The first seq the journal still holds (or would hold next, when empty).
+    public var firstSeq: UInt64 {
+        state.withLock { state in state.segments.first?.firstSeq ?? ((state.last?.seq ?? 0) + 1) }
     }
 
     /// Appends one record from an array.
