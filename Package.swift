@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
@@ -43,9 +45,19 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "LifeboatCluster",
+            dependencies: [
+                "LifeboatCore", "LifeboatJournal",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "LifeboatAgent",
             dependencies: [
-                "LifeboatCore", "LifeboatJournal", "LifeboatCapture", "LifeboatRepository", "CLifeboatPosix",
+                "LifeboatCore", "LifeboatJournal", "LifeboatCapture", "LifeboatRepository", "LifeboatCluster",
+                "CLifeboatPosix",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
@@ -55,6 +67,7 @@ let package = Package(
             name: "lifeboatd",
             dependencies: [
                 "LifeboatCore", "LifeboatAgent",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
@@ -74,6 +87,9 @@ let package = Package(
             swiftSettings: strictSettings),
         .testTarget(
             name: "LifeboatAgentTests", dependencies: ["LifeboatAgent", "LifeboatCore"],
+            swiftSettings: strictSettings),
+        .testTarget(
+            name: "LifeboatClusterTests", dependencies: ["LifeboatCluster", "LifeboatJournal", "LifeboatCore"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "LifeboatJournalTests", dependencies: ["LifeboatJournal", "LifeboatCore"],

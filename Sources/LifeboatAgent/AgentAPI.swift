@@ -24,12 +24,50 @@ public enum AgentAPI {
             return text(.ok, "ok\n")
         }
         router.get("v1/status") { _, _ -> Response in
-            try json(.ok, status(agent))
+            if agent.configuration.cluster != nil { return try json(.ok, clusterStatus(agent)) }
+            return try json(.ok, status(agent))
+        }
+        router.get("metrics") { _, _ -> Response in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: Metrics.render(agent))))
+        }
+        router.post("v1/workloads/:name/failover") { request, context -> Response in
+            let name = context.parameters.get("name") ?? ""
+            guard let controller = agent.controller(name) else {
+                return try json(
+                    .notFound, ErrorBody(error: "no clustered workload named \(name) on this agent", exitCode: 2))
+            }
+            let body = try? await request.body.collect(upTo: 1 << 16)
+            let target = body.flatMap {
+                try? JSONDecoder().decode(FailoverRequest.self, from: Data($0.readableBytesView))
+            }?.to
+            do {
+                let started = Date()
+                let chosen = try await runBlocking { try controller.switchover(to: target) }
+                return try json(
+                    .ok,
+                    FailoverAnswer(
+                        workload: name, from: agent.configuration.host, to: chosen,
+                        handoverSeconds: Date().timeIntervalSince(started)))
+            } catch let error as LifeboatError {
+                return try json(
+                    error.kind == .badInput ? .conflict : .internalServerError,
+                    ErrorBody(error: error.description, exitCode: error.kind.exitCode))
+            }
         }
         router.post("v1/workloads/:name/snapshot") { _, context -> Response in
             let name = context.parameters.get("name") ?? ""
-            guard let snapshots = agent.snapshots[name] else {
-                return try json(.notFound, ErrorBody(error: "no workload named \(name) on this agent"))
+            guard let snapshots = agent.snapshots(of: name) else {
+                if let controller = agent.controller(name) {
+                    return try json(
+                        .conflict,
+                        ErrorBody(
+                            error:
+                                "workload \(name) is \(controller.role.rawValue) on \(agent.configuration.host); snapshots are taken by its primary\(controller.status.leaseHolder.map { " (\($0))" } ?? "")",
+                            exitCode: 2))
+                }
+                return try json(.notFound, ErrorBody(error: "no workload named \(name) on this agent", exitCode: 2))
             }
             do {
                 let report = try await runBlocking { try snapshots.snapshotNow() }
@@ -83,6 +121,42 @@ public enum AgentAPI {
         }
     }
 
+    struct FailoverRequest: Codable { var to: String? }
+
+    struct FailoverAnswer: Codable {
+        var workload: String
+        var from: String
+        var to: String
+        var handoverSeconds: Double
+
+        enum CodingKeys: String, CodingKey {
+            case workload, from, to
+            case handoverSeconds = "handover_seconds"
+        }
+    }
+
+    struct ClusterStatus: Codable {
+        struct Peer: Codable {
+            var host: String
+            var api: String
+            var address: String
+        }
+        var host: String
+        var repository: String
+        var coordinator: String
+        var peers: [Peer]
+        var workloads: [WorkloadController.Status]
+    }
+
+    static func clusterStatus(_ agent: Agent) -> ClusterStatus {
+        let cluster = agent.configuration.cluster!
+        return ClusterStatus(
+            host: agent.configuration.host, repository: agent.configuration.repository,
+            coordinator: "\(cluster.backend.rawValue):\(cluster.coordinatorPath)",
+            peers: cluster.peers.map { ClusterStatus.Peer(host: $0.host, api: $0.api, address: $0.address) },
+            workloads: agent.controllers.map(\.status))
+    }
+
     struct Status: Codable {
         var host: String
         var repository: String
@@ -100,7 +174,7 @@ public enum AgentAPI {
                     epoch: workload.journal.epoch, position: workload.journal.writer.lastPosition.map { "\($0)" },
                     durablePosition: workload.journal.writer.durablePosition.map { "\($0)" }, dirtyFiles: dirty.files,
                     dirtyBytes: dirty.bytes, mounted: workload.mount.isServing,
-                    lastSnapshot: agent.snapshots[workload.configuration.name]?.lastReport)
+                    lastSnapshot: agent.snapshots(of: workload.configuration.name)?.lastReport)
             })
     }
 

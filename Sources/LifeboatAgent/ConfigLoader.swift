@@ -29,12 +29,14 @@ public enum ConfigLoader {
             throw LifeboatError(.badInput, "\(file): not valid YAML: \(describe(error))")
         }
         var reader = try MappingReader(
-            root, file: file, path: "", known: ["host", "listen", "repository", "workloads"])
+            root, file: file, path: "",
+            known: ["host", "listen", "repository", "workloads", "peer_listen", "coordinator", "peers"])
         let host = try reader.string("host", default: ProcessInfo.processInfo.hostName)
         let listen = try reader.string("listen", default: "127.0.0.1:7440")
         try reader.check("listen", isAddress(listen), "must be HOST:PORT, e.g. 127.0.0.1:7440")
         let repository = try reader.string("repository")
         try reader.check("repository", repository.hasPrefix("/"), "must be an absolute path")
+        let cluster = try clusterConfiguration(&reader, file: file)
         guard let workloadsNode = try reader.node("workloads") else {
             throw reader.missing("workloads")
         }
@@ -45,7 +47,10 @@ public enum ConfigLoader {
         for (index, node) in sequence.enumerated() {
             var item = try MappingReader(
                 node, file: file, path: "workloads[\(index)].",
-                known: ["name", "capture", "data_dir", "backing_dir", "journal_dir"])
+                known: [
+                    "name", "capture", "data_dir", "backing_dir", "journal_dir", "replication", "min_sync_peers",
+                    "sync_timeout", "on_sync_timeout", "lease_ttl", "service", "snapshot_every",
+                ])
             let name = try item.string("name")
             try item.check(
                 "name", !name.isEmpty && name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" },
@@ -64,11 +69,89 @@ public enum ConfigLoader {
                 try item.check(key, value.hasPrefix("/"), "must be an absolute path")
                 dirs.append(normalized(value))
             }
+            var replication = ReplicationConfiguration()
+            let modeText = try item.string("replication", default: "async")
+            guard let mode = ReplicationConfiguration.Mode(rawValue: modeText) else {
+                throw item.error("replication", "'\(modeText)' is not a replication mode (known: async, sync)")
+            }
+            replication.mode = mode
+            let minText = try item.string("min_sync_peers", default: "1")
+            guard let minPeers = Int(minText), minPeers >= 1 else {
+                throw item.error("min_sync_peers", "must be a whole number of at least 1")
+            }
+            try item.check(
+                "min_sync_peers", mode == .async || cluster == nil || minPeers <= cluster!.peers.count,
+                "is \(minPeers) but only \(cluster?.peers.count ?? 0) peers are configured")
+            replication.minSyncPeers = minPeers
+            replication.syncTimeout = try item.duration("sync_timeout", default: 5)
+            let onTimeoutText = try item.string("on_sync_timeout", default: "fail")
+            guard let onTimeout = ReplicationConfiguration.OnTimeout(rawValue: onTimeoutText) else {
+                throw item.error("on_sync_timeout", "'\(onTimeoutText)' is not a policy (known: fail, degrade)")
+            }
+            replication.onTimeout = onTimeout
+            replication.leaseTTL = try item.duration("lease_ttl", default: 10)
+            try item.check("lease_ttl", replication.leaseTTL >= 1, "must be at least 1s")
+            if mode == .sync {
+                try item.check(
+                    "replication", cluster != nil, "sync needs peers: add `coordinator`, `peers` and `peer_listen`")
+            }
+            var service: ServiceConfiguration?
+            if let serviceNode = try item.node("service") {
+                var reader = try MappingReader(
+                    serviceNode, file: file, path: "workloads[\(index)].service.", known: ["start", "stop", "health"])
+                service = ServiceConfiguration(
+                    start: try reader.string("start"),
+                    stop: try reader.node("stop") == nil ? nil : try reader.string("stop"),
+                    health: try reader.node("health") == nil ? nil : try reader.string("health"))
+            }
+            let snapshotEvery =
+                try item.node("snapshot_every") == nil ? nil : try item.duration("snapshot_every", default: 0)
+            if let snapshotEvery { try item.check("snapshot_every", snapshotEvery >= 1, "must be at least 1s") }
             workloads.append(
                 WorkloadConfiguration(
-                    name: name, capture: capture, dataDir: dirs[0], backingDir: dirs[1], journalDir: dirs[2]))
+                    name: name, capture: capture, dataDir: dirs[0], backingDir: dirs[1], journalDir: dirs[2],
+                    replication: replication, service: service, snapshotEvery: snapshotEvery))
         }
-        return AgentConfiguration(host: host, listen: listen, repository: repository, workloads: workloads)
+        return AgentConfiguration(
+            host: host, listen: listen, repository: repository, workloads: workloads, cluster: cluster)
+    }
+
+    /// The cluster keys: all of `peer_listen`, `coordinator` and `peers`, or none of them.
+    static func clusterConfiguration(_ reader: inout MappingReader, file: String) throws -> ClusterConfiguration? {
+        let given = try ["peer_listen", "coordinator", "peers"].filter { try reader.node($0) != nil }
+        if given.isEmpty { return nil }
+        for key in ["peer_listen", "coordinator", "peers"] where !given.contains(key) {
+            throw LifeboatError(
+                .badInput, "\(file): \(key) is missing (a cluster needs peer_listen, coordinator and peers)",
+                hint: "see Docs/examples/cluster/")
+        }
+        let peerListen = try reader.string("peer_listen")
+        try reader.check("peer_listen", isAddress(peerListen), "must be HOST:PORT, e.g. 127.0.0.1:7441")
+        var coordinator = try MappingReader(
+            try reader.node("coordinator")!, file: file, path: "coordinator.", known: ["backend", "path"])
+        let backendText = try coordinator.string("backend", default: "local")
+        guard let backend = ClusterConfiguration.Backend(rawValue: backendText) else {
+            throw coordinator.error("backend", "'\(backendText)' is not a coordinator backend (known: local)")
+        }
+        let path = try coordinator.string("path")
+        try coordinator.check("path", path.hasPrefix("/"), "must be an absolute path")
+        let peersNode = try reader.node("peers")!
+        guard let sequence = peersNode.sequence else {
+            throw reader.error(at: peersNode, "peers", "must be a list of peers (host, api, address)")
+        }
+        var peers: [PeerConfiguration] = []
+        for (index, node) in sequence.enumerated() {
+            var peer = try MappingReader(node, file: file, path: "peers[\(index)].", known: ["host", "api", "address"])
+            let host = try peer.string("host")
+            try peer.check("host", !peers.contains { $0.host == host }, "'\(host)' is listed twice")
+            let api = try peer.string("api")
+            try peer.check("api", isAddress(api), "must be HOST:PORT")
+            let address = try peer.string("address")
+            try peer.check("address", isAddress(address), "must be HOST:PORT")
+            peers.append(PeerConfiguration(host: host, api: api, address: address))
+        }
+        return ClusterConfiguration(
+            peerListen: peerListen, backend: backend, coordinatorPath: normalized(path), peers: peers)
     }
 
     static func isAddress(_ text: String) -> Bool {
@@ -147,6 +230,18 @@ struct MappingReader {
             throw error(at: value, key, "must be a text value")
         }
         return scalar.string
+    }
+
+    /// A duration such as `2s`, `500ms`, `1m` or a plain number of seconds.
+    mutating func duration(_ key: String, default fallback: Double) throws -> Double {
+        guard try node(key) != nil else { return fallback }
+        let text = try string(key).trimmingCharacters(in: .whitespaces)
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        for (suffix, factor) in units where text.hasSuffix(suffix) {
+            if let value = Double(text.dropLast(suffix.count)), value >= 0 { return value * factor }
+        }
+        if let value = Double(text), value >= 0 { return value }
+        throw error(key, "must be a duration such as 2s, 500ms or 1m (got '\(text)')")
     }
 
     func check(_ key: String, _ condition: Bool, _ problem: String) throws {

@@ -15,14 +15,24 @@ public final class WorkloadRuntime: Sendable {
 
     /// Checks the workload's directories, opens (and recovers) its journal, and prepares the
     /// mount. Nothing is mounted until `start()`.
-    public init(_ configuration: WorkloadConfiguration, log: @escaping @Sendable (String) -> Void) throws {
-        self.configuration = configuration
-        self.log = log
+    public convenience init(_ configuration: WorkloadConfiguration, log: @escaping @Sendable (String) -> Void) throws {
         try WorkloadRuntime.checkDirectories(configuration)
         let writer = try JournalWriter(directory: configuration.journalDir)
         try Checkpoints.checkCleanStart(configuration, journalEnd: writer.lastPosition)
         let epoch = max(writer.lastPosition?.epoch ?? 1, 1)
-        journal = CaptureJournal(writer: writer, epoch: epoch)
+        try self.init(configuration, journal: CaptureJournal(writer: writer, epoch: epoch), log: log)
+    }
+
+    /// A workload over a journal that is already open: a primary after recovery, whose
+    /// backing dir was just rebuilt from a snapshot and the journal.
+    init(
+        _ configuration: WorkloadConfiguration, journal: CaptureJournal, log: @escaping @Sendable (String) -> Void
+    )
+        throws
+    {
+        self.configuration = configuration
+        self.log = log
+        self.journal = journal
         do {
             mount = try CaptureMount(
                 dataDir: configuration.dataDir, backingDir: configuration.backingDir, journal: journal)
@@ -70,7 +80,13 @@ public final class WorkloadRuntime: Sendable {
             while !stopping.withLock({ $0 }) {
                 Thread.sleep(forTimeInterval: WorkloadRuntime.flushInterval)
                 if let last = journal.writer.lastPosition, last != journal.writer.durablePosition {
-                    _ = journal.makeDurable()
+                    // Only the local journal: waiting for sync peers is for fsync callers.
+                    do {
+                        try journal.writer.sync(through: last.seq)
+                        journal.afterFlush()
+                    } catch {
+                        log("workload \(configuration.name): journal flush failed: \(error)")
+                    }
                 }
                 if Date().timeIntervalSince(lastCheckpoint) >= WorkloadRuntime.checkpointInterval,
                     let durable = journal.writer.durablePosition, checkpointed.map({ $0 < durable }) ?? true

@@ -60,10 +60,22 @@ public final class WorkloadSnapshots: Sendable {
     /// instead (reading whole changed files, streaming, with bounded memory).
     static let maxDeltaBytes: UInt64 = 512 << 20
 
-    init(runtime: WorkloadRuntime, repositoryPath: String, host: String) {
+    /// Asked right before a snapshot commits: nil while this host may still write the
+    /// workload's snapshots (it holds the lease of the snapshot's epoch), else why not.
+    let mayCommit: @Sendable () -> String?
+    /// Told the position of every committed snapshot (peers may drop records through it).
+    let committed: @Sendable (Position) -> Void
+
+    init(
+        runtime: WorkloadRuntime, repositoryPath: String, host: String,
+        mayCommit: @escaping @Sendable () -> String? = { nil },
+        committed: @escaping @Sendable (Position) -> Void = { _ in }
+    ) {
         self.runtime = runtime
         self.repositoryPath = repositoryPath
         self.host = host
+        self.mayCommit = mayCommit
+        self.committed = committed
     }
 
     public var lastReport: SnapshotReport? { state.withLock { $0.last } }
@@ -117,6 +129,9 @@ public final class WorkloadSnapshots: Sendable {
         }
         let result: (id: ObjectID, snapshot: Snapshot)
         do {
+            if let reason = mayCommit() {
+                throw LifeboatError(.operationFailed, "snapshot of \(name) refused: \(reason)")
+            }
             result = try writer.commit(
                 tree: tree, input: input, host: host, workload: name, source: runtime.configuration.dataDir,
                 tags: tags, parent: parent, epoch: epoch)
@@ -131,6 +146,7 @@ public final class WorkloadSnapshots: Sendable {
             // The journal is kept from the snapshot's position on: that is what a restore of
             // this snapshot replays, and what peers serve as the delta.
             removed = (try? runtime.journal.writer.removeSegments(through: position.seq)) ?? 0
+            self.committed(position)
         }
         let stats = writer.stats
         let report = SnapshotReport(
@@ -166,7 +182,7 @@ public final class WorkloadSnapshots: Sendable {
 
     private func newestSnapshot(_ repository: Repository, workload: String) throws -> ObjectID? {
         try repository.listSnapshots().last {
-            $0.snapshot.workload == workload && $0.snapshot.paths == [runtime.configuration.dataDir]
+            $0.snapshot.workload == workload
         }?.id
     }
 }

@@ -7,12 +7,107 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// The repository on the volume that snapshots go to.
     public var repository: String
     public var workloads: [WorkloadConfiguration]
+    /// Where leases and epochs live; nil runs the agent alone (no peers, no failover).
+    public var cluster: ClusterConfiguration?
 
-    public init(host: String, listen: String, repository: String, workloads: [WorkloadConfiguration]) {
+    public init(
+        host: String, listen: String, repository: String, workloads: [WorkloadConfiguration],
+        cluster: ClusterConfiguration? = nil
+    ) {
         self.host = host
         self.listen = listen
         self.repository = repository
         self.workloads = workloads
+        self.cluster = cluster
+    }
+}
+
+/// How this agent works with the others: the coordinator, its peer address, its peers.
+public struct ClusterConfiguration: Sendable, Equatable {
+    public enum Backend: String, Sendable, CaseIterable {
+        /// Lease files on one machine's filesystem.
+        case local
+    }
+
+    /// Address the journal stream and peer requests listen on, `HOST:PORT`.
+    public var peerListen: String
+    public var backend: Backend
+    /// The `local` coordinator's directory.
+    public var coordinatorPath: String
+    public var peers: [PeerConfiguration]
+
+    public init(peerListen: String, backend: Backend, coordinatorPath: String, peers: [PeerConfiguration]) {
+        self.peerListen = peerListen
+        self.backend = backend
+        self.coordinatorPath = coordinatorPath
+        self.peers = peers
+    }
+}
+
+/// Another agent of the cluster.
+public struct PeerConfiguration: Sendable, Equatable {
+    public var host: String
+    /// Its HTTP API, `HOST:PORT`.
+    public var api: String
+    /// Its peer-protocol address, `HOST:PORT`.
+    public var address: String
+
+    public init(host: String, api: String, address: String) {
+        self.host = host
+        self.api = api
+        self.address = address
+    }
+}
+
+/// How a workload's journal reaches the peers.
+public struct ReplicationConfiguration: Sendable, Equatable {
+    public enum Mode: String, Sendable, CaseIterable {
+        /// A durable answer waits for the local journal only.
+        case async
+        /// A durable answer waits for `minSyncPeers` peers to hold the records durably.
+        case sync
+    }
+
+    public enum OnTimeout: String, Sendable, CaseIterable {
+        /// The fsync fails with EIO (nothing is answered as durable that is not on the peers).
+        case fail
+        /// The fsync succeeds after the local journal and the agent raises an alert.
+        case degrade
+    }
+
+    public var mode: Mode
+    public var minSyncPeers: Int
+    /// Seconds an fsync waits for the peers before `onTimeout` applies.
+    public var syncTimeout: Double
+    public var onTimeout: OnTimeout
+    /// Seconds a lease lasts without renewal.
+    public var leaseTTL: Double
+
+    public init(
+        mode: Mode = .async, minSyncPeers: Int = 1, syncTimeout: Double = 5, onTimeout: OnTimeout = .fail,
+        leaseTTL: Double = 10
+    ) {
+        self.mode = mode
+        self.minSyncPeers = minSyncPeers
+        self.syncTimeout = syncTimeout
+        self.onTimeout = onTimeout
+        self.leaseTTL = leaseTTL
+    }
+}
+
+/// The commands that run a workload's service on the primary (through `/bin/sh -c`).
+public struct ServiceConfiguration: Sendable, Equatable {
+    /// Starts the service in the foreground; the agent keeps its process.
+    public var start: String
+    /// Stops it; when nil the agent sends SIGTERM to the service's process group.
+    public var stop: String?
+    /// Exits 0 when the service answers.
+    public var health: String?
+
+    public init(start: String, stop: String?, health: String?) {
+        self.start = start
+        self.stop = stop
+        self.health = health
     }
 }
 
@@ -32,11 +127,23 @@ public struct WorkloadConfiguration: Sendable, Equatable {
     /// Where this host keeps the workload's journal segments.
     public var journalDir: String
 
-    public init(name: String, capture: Capture, dataDir: String, backingDir: String, journalDir: String) {
+    public var replication: ReplicationConfiguration
+    public var service: ServiceConfiguration?
+    /// Seconds between scheduled snapshots on the primary; nil: only on request.
+    public var snapshotEvery: Double?
+
+    public init(
+        name: String, capture: Capture, dataDir: String, backingDir: String, journalDir: String,
+        replication: ReplicationConfiguration = ReplicationConfiguration(), service: ServiceConfiguration? = nil,
+        snapshotEvery: Double? = nil
+    ) {
         self.name = name
         self.capture = capture
         self.dataDir = dataDir
         self.backingDir = backingDir
         self.journalDir = journalDir
+        self.replication = replication
+        self.service = service
+        self.snapshotEvery = snapshotEvery
     }
 }

@@ -36,7 +36,11 @@ enum AgentClient {
 
     /// One request; the body of a 2xx answer, or an error carrying the agent's message and
     /// exit code.
-    static func request(_ agent: String, path: String, method: String, timeout: Double) throws -> Data {
+    static func request(
+        _ agent: String, path: String, method: String, timeout: Double, body: Data? = nil
+    ) throws
+        -> Data
+    {
         var base = agent
         while base.hasSuffix("/") { base.removeLast() }
         if !base.contains("://") { base = "http://" + base }
@@ -45,6 +49,10 @@ enum AgentClient {
         }
         var request = URLRequest(url: url, timeoutInterval: timeout)
         request.httpMethod = method
+        if let body {
+            request.httpBody = body
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
         let done = DispatchSemaphore(value: 0)
         let box = ResultBox()
         let task = URLSession.shared.dataTask(with: request) { data, response, error in

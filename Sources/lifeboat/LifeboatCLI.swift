@@ -8,14 +8,14 @@ import LifeboatRepository
 struct LifeboatCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lifeboat",
-        abstract: "Back up, restore and verify Lifeboat repositories.",
+        abstract: "Back up, restore, verify and fail over Lifeboat workloads.",
         discussion:
             "Exit codes: 0 ok, 1 failed, 2 bad input, 3 backup missed unreadable files, 4 integrity problem, 10 no repository, 11 locked, 12 unsupported format. See Docs/cli.md.",
         version: LifeboatVersion.string,
         subcommands: [
             Init.self, Backup.self, Snapshots.self, Ls.self, Diff.self, Restore.self, Check.self, Forget.self,
             Prune.self,
-            Unlock.self, Digest.self, JournalList.self, ReplayCommand.self,
+            Unlock.self, Digest.self, JournalList.self, ReplayCommand.self, Status.self, Failover.self,
         ])
 
     /// Parses, runs, and turns every failure into one line on stderr and a documented exit code.

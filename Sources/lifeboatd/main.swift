@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import LifeboatAgent
 import LifeboatCore
+import Logging
 import Synchronization
 
 /// `lifeboatd --config FILE`: runs the agent until SIGTERM or SIGINT, then unmounts and exits 0.
@@ -41,7 +42,10 @@ struct LifeboatDaemon: ParsableCommand {
                 serverFailure.withLock { $0 = "the API cannot listen on \(configuration.listen): \(reason)" }
             }
         }
-        Log.info("agent \(configuration.host) running \(agent.workloads.count) workload(s); SIGTERM stops it")
+        Log.info(
+            "agent \(configuration.host) running \(configuration.workloads.count) workload(s)"
+                + (configuration.cluster != nil ? " in a cluster (roles follow the leases)" : "") + "; SIGTERM stops it"
+        )
         var timeout = timespec(tv_sec: 1, tv_nsec: 0)
         while true {
             let received = sigtimedwait(&signals, nil, &timeout)
@@ -82,9 +86,19 @@ func raiseDescriptorLimit() {
     }
 }
 
+/// One line per event on stderr, through swift-log.
 enum Log {
+    static let logger: Logger = {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .info
+            return handler
+        }
+        return Logger(label: "lifeboatd")
+    }()
+
     @Sendable static func info(_ message: String) {
-        FileHandle.standardError.write(Data("lifeboatd: \(message)\n".utf8))
+        logger.info("\(message)")
     }
 }
 

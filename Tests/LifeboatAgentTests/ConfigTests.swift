@@ -33,6 +33,40 @@ final class ConfigErrorTests: XCTestCase {
         XCTAssertEqual(config.workloads.first?.journalDir, "/var/lib/lifeboat/journal/postgres")
     }
 
+    func testTheThreeHostClusterExampleLoads() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        for index in 1...3 {
+            let config = try ConfigLoader.load(
+                path: root.appendingPathComponent("Docs/examples/cluster/host-\(index).yaml").path)
+            XCTAssertEqual(config.host, "host-\(index)")
+            let cluster = try XCTUnwrap(config.cluster)
+            XCTAssertEqual(cluster.peers.count, 2)
+            XCTAssertFalse(cluster.peers.contains { $0.host == config.host })
+            XCTAssertEqual(cluster.peerListen, "10.0.0.\(index):7441")
+            let workload = try XCTUnwrap(config.workloads.first)
+            XCTAssertEqual(workload.replication.mode, .sync)
+            XCTAssertEqual(workload.replication.leaseTTL, 10)
+            XCTAssertEqual(workload.replication.syncTimeout, 5)
+            XCTAssertEqual(workload.snapshotEvery, 300)
+            XCTAssertEqual(workload.service?.health, "redis-cli -p 6379 ping")
+        }
+    }
+
+    func testClusterKeysAreCheckedTogether() {
+        XCTAssertTrue(
+            message(valid + "\npeer_listen: 127.0.0.1:7441\n").contains("coordinator is missing"),
+            message(valid + "\npeer_listen: 127.0.0.1:7441\n"))
+        let cluster = valid + "\npeer_listen: 127.0.0.1:7441\ncoordinator:\n  path: /c\npeers: []\n"
+        XCTAssertEqual(message(cluster), "no error")
+        XCTAssertTrue(
+            message(cluster.replacingOccurrences(of: "name: db", with: "name: db\n    lease_ttl: soon"))
+                .contains("lease_ttl must be a duration"))
+        XCTAssertTrue(
+            message(cluster.replacingOccurrences(of: "name: db", with: "name: db\n    replication: sync"))
+                .contains("min_sync_peers is 1 but only 0 peers"))
+    }
+
     private func message(_ yaml: String) -> String {
         do {
             _ = try ConfigLoader.parse(yaml, file: "agent.yaml")

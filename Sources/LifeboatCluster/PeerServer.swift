@@ -1,0 +1,212 @@
+import Foundation
+public import LifeboatCore
+public import LifeboatJournal
+
+/// What the peer server needs from the agent about each workload.
+public protocol ReplicaProvider: Sendable {
+    /// The workload's journal while this host is a peer of it; nil otherwise.
+    func replica(for workload: String) -> ReplicaJournal?
+    /// The directory to serve records from (any role), nil for an unknown workload.
+    func journalDirectory(for workload: String) -> String?
+    /// What this host holds of the workload and its role, for `query`.
+    func describe(_ workload: String) -> (durable: Position?, epoch: UInt64, role: String)?
+    /// The coordinator's current epoch of the workload (nil when it cannot be read).
+    func leaseEpoch(_ workload: String) -> UInt64?
+    /// Counts bytes received, for metrics.
+    func received(_ workload: String, bytes: Int, records: Int)
+}
+
+/// Serves the peer protocol: a primary's stream, a recovering host's fetch, a query.
+public final class PeerServer: Sendable {
+    let listener: PeerListener
+    let provider: any ReplicaProvider
+    let log: @Sendable (String) -> Void
+
+    public init(address: String, provider: any ReplicaProvider, log: @escaping @Sendable (String) -> Void) throws {
+        self.provider = provider
+        self.log = log
+        listener = try PeerListener(address: address) { connection in
+            PeerServer.serve(connection, provider: provider, log: log)
+        }
+    }
+
+    public func close() { listener.close() }
+
+    static func serve(_ connection: PeerConnection, provider: any ReplicaProvider, log: @Sendable (String) -> Void) {
+        defer { connection.close() }
+        do {
+            guard let first = try connection.receive(timeout: 10) else { return }
+            switch first {
+            case .hello(let hello):
+                try receiveStream(hello, connection, provider: provider, log: log)
+            case .fetch(let workload, let from):
+                try serveFetch(workload: workload, from: from, connection, provider: provider)
+            case .query(let workload):
+                if let info = provider.describe(workload) {
+                    try connection.send(.position(durable: info.durable, epoch: info.epoch, role: info.role))
+                } else {
+                    try connection.send(.refused("no workload named \(workload) on this agent"))
+                }
+            default:
+                try connection.send(.refused("unexpected first message"))
+            }
+        } catch {
+            try? connection.send(.refused("\(error)"))
+        }
+    }
+
+    /// A primary's stream: check the hello, then keep records durably and acknowledge them.
+    static func receiveStream(
+        _ hello: PeerMessage.Hello, _ connection: PeerConnection, provider: any ReplicaProvider,
+        log: @Sendable (String) -> Void
+    ) throws {
+        guard let replica = provider.replica(for: hello.workload) else {
+            let role = provider.describe(hello.workload)?.role ?? "unknown"
+            try connection.send(.refused("this host is not a peer of workload \(hello.workload) (it is \(role))"))
+            return
+        }
+        if let leaseEpoch = provider.leaseEpoch(hello.workload), hello.epoch < leaseEpoch {
+            try connection.send(
+                .refused("epoch \(hello.epoch) is older than the lease's epoch \(leaseEpoch): \(hello.host) was fenced")
+            )
+            return
+        }
+        let durable = try replica.welcome(hello)
+        try connection.send(.welcome(durable: durable))
+        log(
+            "workload \(hello.workload): following primary \(hello.host) at epoch \(hello.epoch) from \(durable.map { "\($0)" } ?? "the start")"
+        )
+        while true {
+            guard var message = try connection.receive(timeout: 5) else { continue }
+            // Take every batch that is already here, then fsync once (group commit).
+            var frames: [UInt8] = []
+            var pendingOther: PeerMessage?
+            while true {
+                if case .records(let bytes) = message {
+                    frames.append(contentsOf: bytes)
+                    if frames.count < 8 << 20, let more = try connection.receive(timeout: 0) {
+                        message = more
+                        continue
+                    }
+                } else {
+                    pendingOther = message
+                }
+                break
+            }
+            if !frames.isEmpty {
+                guard provider.replica(for: hello.workload) === replica else {
+                    try connection.send(.refused("this host stopped being a peer of \(hello.workload)"))
+                    return
+                }
+                let records = try JournalFrames.count(frames)
+                if let position = try replica.receive(frames, epoch: hello.epoch) {
+                    provider.received(hello.workload, bytes: frames.count, records: records)
+                    connection.post(.ack(position))
+                }
+            }
+            switch pendingOther {
+            case .reset(let after)?:
+                try replica.reset(after: after)
+                log(
+                    "workload \(hello.workload): journal starts over after \(after) (behind the primary's oldest record)"
+                )
+                if let position = replica.writer.durablePosition { connection.post(.ack(position)) }
+            case .retain(let through)?:
+                replica.retain(through: through)
+            case nil, .records?:
+                break
+            case let other?:
+                try connection.send(.refused("unexpected message \(other) on a stream"))
+                return
+            }
+        }
+    }
+
+    /// A recovering host's fetch: every record from `from` on, then `end`.
+    static func serveFetch(
+        workload: String, from: UInt64, _ connection: PeerConnection, provider: any ReplicaProvider
+    ) throws {
+        guard let directory = provider.journalDirectory(for: workload) else {
+            try connection.send(.refused("no workload named \(workload) on this agent"))
+            return
+        }
+        let tail = JournalTail(directory: directory, from: from)
+        do {
+            while let batch = try tail.next(maxBytes: 4 << 20) {
+                try connection.send(.records(batch.frames))
+            }
+        } catch let gone as JournalTail.Gone {
+            try connection.send(.refused("\(gone)"))
+            return
+        }
+        try connection.send(.end(last: tail.last))
+    }
+}
+
+extension JournalFrames {
+    /// How many frames `frames` holds (they are checked again when appended).
+    static func count(_ frames: [UInt8]) throws -> Int {
+        var offset = 0
+        var count = 0
+        while offset + 8 <= frames.count {
+            let length =
+                Int(frames[offset]) | Int(frames[offset + 1]) << 8 | Int(frames[offset + 2]) << 16
+                | Int(frames[offset + 3]) << 24
+            offset += 8 + length
+            count += 1
+        }
+        guard offset == frames.count else { throw LifeboatError(.integrity, "a batch of records ends mid-frame") }
+        return count
+    }
+}
+
+/// One-shot requests to another agent's peer server.
+public enum PeerClient {
+    /// What `address` holds of `workload`, or nil when it does not answer.
+    public static func query(
+        _ address: String, workload: String, timeout: Double = 1
+    ) -> (durable: Position?, epoch: UInt64, role: String)? {
+        guard let connection = try? PeerConnection.connect(to: address, timeout: timeout) else { return nil }
+        defer { connection.close() }
+        guard (try? connection.send(.query(workload: workload))) != nil,
+            case .position(let durable, let epoch, let role)? = try? connection.receive(timeout: timeout)
+        else { return nil }
+        return (durable, epoch, role)
+    }
+
+    /// What a fetch brought.
+    public struct Fetched: Sendable {
+        public var records = 0
+        public var bytes = 0
+        public var last: Position?
+    }
+
+    /// Fetches every record from `from` on into `writer` (appended, then made durable).
+    public static func fetch(
+        _ address: String, workload: String, from: UInt64, into writer: JournalWriter
+    ) throws -> Fetched {
+        let connection = try PeerConnection.connect(to: address)
+        defer { connection.close() }
+        try connection.send(.fetch(workload: workload, from: from))
+        var fetched = Fetched()
+        while true {
+            guard let message = try connection.receive(timeout: 30) else {
+                throw LifeboatError(.operationFailed, "peer \(address) stopped sending records of \(workload)")
+            }
+            switch message {
+            case .records(let frames):
+                let last = try frames.withUnsafeBytes { try writer.appendFrames($0) }
+                fetched.records += try JournalFrames.count(frames)
+                fetched.bytes += frames.count
+                fetched.last = last
+            case .end:
+                try writer.sync()
+                return fetched
+            case .refused(let reason):
+                throw LifeboatError(.operationFailed, "peer \(address) refused the fetch: \(reason)")
+            default:
+                throw LifeboatError(.operationFailed, "peer \(address) answered a fetch with \(message)")
+            }
+        }
+    }
+}

@@ -1,0 +1,117 @@
+import Foundation
+import Glibc
+public import LifeboatCore
+public import LifeboatJournal
+import Synchronization
+
+/// A peer's copy of a workload's journal: records received from the primary, kept durably,
+/// and the highest epoch this host has accepted a primary of (stored next to the segments),
+/// so an older primary is refused even after a restart.
+public final class ReplicaJournal: Sendable {
+    public let writer: JournalWriter
+    public let workload: String
+    private let acceptedEpochValue: Mutex<UInt64>
+    let log: @Sendable (String) -> Void
+
+    public init(workload: String, writer: JournalWriter, log: @escaping @Sendable (String) -> Void) {
+        self.workload = workload
+        self.writer = writer
+        self.log = log
+        let stored =
+            (try? String(contentsOfFile: writer.directory + "/accepted-epoch", encoding: .utf8))
+            .flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+        acceptedEpochValue = Mutex(max(stored, writer.lastPosition?.epoch ?? 0))
+    }
+
+    /// The highest epoch of a primary this host accepted.
+    public var acceptedEpoch: UInt64 { acceptedEpochValue.withLock { $0 } }
+
+    /// Records `epoch` as accepted (durably) when it is newer; refuses an older one.
+    public func accept(epoch: UInt64) throws {
+        try acceptedEpochValue.withLock { accepted in
+            if epoch < accepted {
+                throw LifeboatError(
+                    .operationFailed,
+                    "epoch \(epoch) is older than epoch \(accepted) this host already follows: the sender was fenced")
+            }
+            if epoch > accepted {
+                try writeAtomically(writer.directory + "/accepted-epoch", "\(epoch)\n")
+                accepted = epoch
+            }
+        }
+    }
+
+    /// Checks a primary's hello: refuses an older epoch; when this journal holds records that
+    /// the primary's history does not (it was a primary that lost its lease), copies them
+    /// aside and empties the journal. Returns what this host holds durably.
+    public func welcome(_ hello: PeerMessage.Hello) throws -> Position? {
+        try accept(epoch: hello.epoch)
+        try writer.sync()
+        if let last = writer.durablePosition, !hello.history.contains(journalEnd: last) {
+            let aside = try keepAside(reason: "epoch \(last.epoch) records the history of epoch \(hello.epoch) lacks")
+            let restart = hello.history.first { $0.epoch > last.epoch }.map { $0.firstSeq - 1 } ?? 0
+            try writer.reset(after: Position(epoch: 0, seq: min(restart, last.seq)))
+            log(
+                "workload \(workload): this journal ended at \(last), past where epoch \(hello.epoch)'s history diverged; kept it aside in \(aside) and rejoined from the new primary"
+            )
+        }
+        return writer.durablePosition
+    }
+
+    /// Appends received frames and makes them durable; returns the durable position.
+    public func receive(_ frames: [UInt8], epoch: UInt64) throws -> Position? {
+        if epoch < acceptedEpoch {
+            throw LifeboatError(
+                .operationFailed, "records of epoch \(epoch) refused: this host follows epoch \(acceptedEpoch)")
+        }
+        try frames.withUnsafeBytes { _ = try writer.appendFrames($0) }
+        return try writer.sync()
+    }
+
+    /// Starts the journal over after `position`, keeping records past it aside.
+    public func reset(after position: Position) throws {
+        if let last = writer.lastPosition, last.seq > position.seq, last.epoch > 0 {
+            let aside = try keepAside(reason: "reset after \(position)")
+            log("workload \(workload): records after \(position) kept aside in \(aside)")
+        }
+        try writer.reset(after: position)
+    }
+
+    /// Drops segments whose records are all at or before `seq` (a committed snapshot).
+    public func retain(through seq: UInt64) {
+        do {
+            try writer.removeSegments(through: seq)
+        } catch {
+            log("workload \(workload): cannot drop journal segments through \(seq): \(error)")
+        }
+    }
+
+    /// Copies every segment into a sibling directory named after the time; returns its path.
+    func keepAside(reason: String) throws -> String {
+        try writer.sync()
+        let stamp = Int(Date().timeIntervalSince1970)
+        let aside = writer.directory + ".diverged-\(stamp)-\(UInt16.random(in: 0...UInt16.max))"
+        let manager = FileManager.default
+        try manager.createDirectory(atPath: aside, withIntermediateDirectories: false)
+        for name in try manager.contentsOfDirectory(atPath: writer.directory) where name.hasSuffix(".journal") {
+            try manager.copyItem(atPath: writer.directory + "/" + name, toPath: aside + "/" + name)
+        }
+        try reason.write(toFile: aside + "/REASON", atomically: true, encoding: .utf8)
+        return aside
+    }
+}
+
+/// Writes a small file by write, fsync, rename.
+func writeAtomically(_ path: String, _ text: String) throws {
+    let temp = path + ".tmp"
+    let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    guard fd >= 0 else {
+        throw LifeboatError(.operationFailed, "cannot write \(temp): \(String(cString: strerror(errno)))")
+    }
+    let bytes = Array(text.utf8)
+    let ok = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count && fsync(fd) == 0
+    close(fd)
+    guard ok, rename(temp, path) == 0 else {
+        throw LifeboatError(.operationFailed, "cannot write \(path): \(String(cString: strerror(errno)))")
+    }
+}
