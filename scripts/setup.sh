@@ -9,12 +9,12 @@
 # python3 (benchmark data, file-operation tests), restic and borgbackup (benchmark peers),
 # curl (agent API from scripts), sqlite3 redis-server postgresql postgresql-contrib (real
 # services inside a captured data dir; the Debian services are disabled, tests start their
-# own), fio (capture benchmark).
+# own), fio (capture benchmark), rsync (failover benchmark's comparison).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 packages=(libfuse3-dev fuse3 libzstd-dev pkg-config attr util-linux time python3 restic borgbackup
-    curl sqlite3 redis-server postgresql postgresql-contrib fio)
+    curl sqlite3 redis-server postgresql postgresql-contrib fio rsync)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -1,0 +1,653 @@
+#!/usr/bin/env bash
+# failover-redis.sh: failover of a redis workload between three lifeboatd agents on one
+# machine: h1, h2, h3 on 127.0.0.11, .12, .13 (API on :7440, journal stream on :7441, redis
+# on :6390), sharing one "volume" dir (the repository and the coordinator's lease dir). The
+# agent of the primary mounts the captured data dir and runs redis (appendonly, appendfsync
+# always) in it; the script never starts redis itself.
+#
+#  1. Election: within 30 s exactly one agent reports role primary with its service running,
+#     its status names the redis process, redis answers PING on its address, its data dir is
+#     mounted; the other two report role peer and have nothing mounted.
+#  2. A writer (failover_client.py write) SETs distinct keys one at a time on whichever host
+#     is primary and logs every acknowledged one (key + sha256 of the value). A snapshot is
+#     taken through the primary's API while it writes.
+#  3. Host loss, CYCLES times: the primary's agent and its redis are frozen and SIGKILLed
+#     together, its mount is removed, its backing and journal dirs are deleted (the disk is
+#     gone). Within 30 s another host is primary with a higher epoch and redis running, its
+#     lastRecovery (of that epoch) names the peer the journal delta came from and a non-empty
+#     delta, and the writer carries on there. The lost host's agent, restarted on the empty
+#     disk, rejoins as a peer within 30 s and the primary sees it connected.
+#  4. The writer stops; every acknowledged write is on the primary (MODE=sync: none lost;
+#     MODE=async: redis answers and at least 90% are there, the loss is reported).
+#  5. Switchover (SWITCHOVER=1): POST /v1/workloads/redis/failover {"to": PEER} while a
+#     second writer runs: the target is the only primary within 30 s with a higher epoch and
+#     redis running; the old primary's redis stops, its data dir is unmounted and it is a peer
+#     again; none of the second writer's acknowledged writes is lost (in MODE=sync none of
+#     either writer's).
+#  6. One summary line with each recovery's timings and sizes. Timing is reported, never
+#     asserted, except as the generous "within 30 s" waits.
+#
+# Environment: MODE=sync|async (replication, default sync), CYCLES (host losses, default 2),
+# SWITCHOVER=0 leaves step 5 out, LB_KEEP=1 keeps the temp dir (<tmp>/hN/agent.log,
+# <tmp>/hN/redis.log, <tmp>/writer*.out, <tmp>/acks*). Skipped without redis-server,
+# redis-cli or /dev/fuse. The addresses and ports are fixed: one already in use fails setup.
+set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+MODE="${MODE:-sync}"
+CYCLES="${CYCLES:-2}"
+SWITCHOVER="${SWITCHOVER:-1}"
+case "$MODE" in sync | async) ;; *)
+    fail "setup" "MODE sync or async" "MODE=$MODE"
+    lb_finish
+    ;;
+esac
+if ! [[ "$CYCLES" =~ ^[0-9]+$ ]]; then
+    fail "setup" "CYCLES a number" "CYCLES=$CYCLES"
+    lb_finish
+fi
+
+# without redis or FUSE the test cannot run at all: skipped, not failed
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    lb_skip "$LB_NAME: redis-server and redis-cli are not installed (scripts/setup.sh)"
+    lb_finish
+fi
+if [ ! -c /dev/fuse ]; then
+    lb_skip "$LB_NAME: /dev/fuse is missing"
+    lb_finish
+fi
+
+lb_setup
+if [ ! -x "$LIFEBOATD_BIN" ]; then
+    fail "setup" "lifeboatd at $LIFEBOATD_BIN" "no such executable (build it, or set LIFEBOATD_BIN)"
+    lb_finish
+fi
+# a private copy, so a rebuild during the test cannot swap the agent between its runs
+cp "$LIFEBOATD_BIN" "$LB_TMP/bin/lifeboatd" && LIFEBOATD_BIN="$LB_TMP/bin/lifeboatd"
+T0=$(date +%s)
+
+FC="$LB_TESTS_DIR/failover_client.py"
+HOSTS=(h1 h2 h3)
+ADDRS=(127.0.0.11 127.0.0.12 127.0.0.13)
+API_PORT=7440
+PEER_PORT=7441
+REDIS_PORT=6390
+VOLUME="$LB_TMP/volume"
+AGENT_PIDS=("" "" "") # the running agent of each host ("" while it is down)
+SERVICE_PIDS=()       # redis pids the status API named
+RECOVERIES=()         # one summary per host loss
+
+# ---------------------------------------------------------------- small helpers
+
+is_int() { [[ "${1:-}" =~ ^[0-9]+$ ]]; }
+is_positive() { is_int "$1" && [ "$1" -gt 0 ]; }
+api() { printf 'http://%s:%s' "${ADDRS[$1]}" "$API_PORT"; }
+hdir() { printf '%s/%s' "$LB_TMP" "${HOSTS[$1]}"; }
+
+# fc ARGS...: the Python helper, with a timeout so a hung call cannot hang the test
+fc() { timeout -k 5 180 python3 "$FC" "$@"; }
+
+# a service pid goes first in LB_PIDS, so the EXIT trap kills it before the agent
+lb_track_first() { LB_PIDS=("$1" "${LB_PIDS[@]+"${LB_PIDS[@]}"}"); }
+# lb_untrack PID: PID has ended (and was waited for): keep the cleanup from killing a reused pid
+lb_untrack() {
+    local p keep=()
+    for p in "${LB_PIDS[@]+"${LB_PIDS[@]}"}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    LB_PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+# mounts_on DIR: how many mounts sit exactly on DIR (mountinfo: works on dead mounts too)
+mounts_on() { awk -v p="$1" '$5 == p { n++ } END { print n + 0 }' /proc/self/mountinfo; }
+not_mounted() { [ "$(mounts_on "$1")" = 0 ]; }
+is_mounted() { [ "$(mounts_on "$1")" != 0 ]; }
+
+# wait_until SECONDS CMD...: true as soon as CMD is (polled every 0.3 s)
+wait_until() {
+    local end=$(($(date +%s) + $1))
+    shift
+    while :; do
+        "$@" && return 0
+        [ "$(date +%s)" -ge "$end" ] && return 1
+        sleep 0.3
+    done
+}
+
+# port_busy ADDR PORT: something accepts connections there
+port_busy() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# is_service_of I PID: PID runs host I's redis: its command line names hI/redis.conf (the
+# /bin/sh -c wrapper, or redis before it sets its process title), or it is a redis-server whose
+# process title names hI's address and port (setup made sure nothing else listened there), or
+# its cwd is hI's data dir
+is_service_of() {
+    local pid=$2 d cmd
+    is_int "$pid" && lb_is_running "$pid" || return 1
+    d="$(hdir "$1")"
+    cmd="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")"
+    [[ "$cmd" == *"$d/redis.conf"* ]] && return 0
+    if [ "$(cat 2>/dev/null <"/proc/$pid/comm")" = redis-server ] &&
+        [[ "$cmd" == *"${ADDRS[$1]}:$REDIS_PORT"* ]]; then
+        return 0
+    fi
+    [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$d/data" ]
+}
+pid_gone() { ! lb_is_running "$1"; }
+
+# service_pids_of I: host I's redis processes: the pids the status API named that still run
+# it, and children / grandchildren of I's agent that run it (one started after the last
+# status read). Only processes is_service_of accepts.
+service_pids_of() {
+    local i=$1 ap=${AGENT_PIDS[$1]} pid c g
+    {
+        for pid in "${SERVICE_PIDS[@]+"${SERVICE_PIDS[@]}"}"; do
+            is_service_of "$i" "$pid" && echo "$pid"
+        done
+        if [ -n "$ap" ]; then
+            for c in $(pgrep -P "$ap" 2>/dev/null); do
+                is_service_of "$i" "$c" && echo "$c"
+                for g in $(pgrep -P "$c" 2>/dev/null); do
+                    is_service_of "$i" "$g" && echo "$g"
+                done
+            done
+        fi
+    } | sort -u
+}
+
+# track_service I PID: PID (from the status API) is host I's redis: the cleanup kills it first
+track_service() {
+    local p
+    is_service_of "$1" "$2" || return 0
+    for p in "${SERVICE_PIDS[@]+"${SERVICE_PIDS[@]}"}"; do [ "$p" = "$2" ] && return 0; done
+    SERVICE_PIDS+=("$2")
+    lb_track_first "$2"
+}
+untrack_service() {
+    local p keep=()
+    for p in "${SERVICE_PIDS[@]+"${SERVICE_PIDS[@]}"}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    SERVICE_PIDS=("${keep[@]+"${keep[@]}"}")
+    lb_untrack "$1"
+}
+
+# On exit, before lib.sh's cleanup: freeze the agents (so none starts a service meanwhile),
+# kill the redis processes (verified as ours), then the writers and agents, then lazily detach
+# every mount below the temp dir (a SIGKILLed agent's mount can be dead: `mountpoint` fails on
+# it, so lb_cleanup alone would skip it).
+fo_cleanup() {
+    local pid i m victims=()
+    for pid in "${AGENT_PIDS[@]}"; do
+        [ -n "$pid" ] && kill -STOP "$pid" 2>/dev/null
+    done
+    for i in 0 1 2; do
+        for pid in $(service_pids_of "$i"); do victims+=("$pid"); done
+    done
+    for pid in "${victims[@]+"${victims[@]}"}"; do kill -KILL "$pid" 2>/dev/null; done
+    for pid in "${victims[@]+"${victims[@]}"}"; do wait_until 5 pid_gone "$pid"; done
+    for pid in "${SERVICE_PIDS[@]+"${SERVICE_PIDS[@]}"}"; do lb_untrack "$pid"; done
+    SERVICE_PIDS=()
+    for pid in "${LB_PIDS[@]+"${LB_PIDS[@]}"}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -CONT "$pid" 2>/dev/null
+            kill -KILL "$pid" 2>/dev/null
+            wait "$pid" 2>/dev/null
+        fi
+    done
+    LB_PIDS=()
+    if [ -n "$LB_TMP" ]; then
+        while read -r m; do
+            [ -n "$m" ] && { umount -l "$m" 2>/dev/null || fusermount3 -u -z "$m" 2>/dev/null; }
+        done < <(awk -v t="$LB_TMP" 'index($5, t "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r)
+    fi
+    lb_cleanup
+}
+trap fo_cleanup EXIT
+
+# ---------------------------------------------------------------- agents and their status
+
+# write_config I: hI/agent.yaml and hI/redis.conf; the backing dir exists (the data dir and
+# the journal dir are the agent's to create)
+write_config() {
+    local i=$1 j d
+    d="$(hdir "$i")"
+    mkdir -p "$d/backing"
+    chmod 755 "$d" "$d/backing"
+    {
+        cat <<YAML
+host: ${HOSTS[$i]}
+listen: ${ADDRS[$i]}:$API_PORT
+peer_listen: ${ADDRS[$i]}:$PEER_PORT
+repository: $VOLUME/repo
+coordinator:
+  backend: local
+  path: $VOLUME/coordinator
+peers:
+YAML
+        for j in 0 1 2; do
+            [ "$j" = "$i" ] && continue
+            printf '  - host: %s\n    api: %s:%s\n    address: %s:%s\n' \
+                "${HOSTS[$j]}" "${ADDRS[$j]}" "$API_PORT" "${ADDRS[$j]}" "$PEER_PORT"
+        done
+        cat <<YAML
+workloads:
+  - name: redis
+    capture: fuse
+    data_dir: $d/data
+    backing_dir: $d/backing
+    journal_dir: $d/journal
+    replication: $MODE
+    min_sync_peers: 1
+    sync_timeout: 5s
+    on_sync_timeout: fail
+    lease_ttl: 2s
+    service:
+      start: "redis-server $d/redis.conf"
+      health: "redis-cli -h ${ADDRS[$i]} -p $REDIS_PORT ping"
+      stop: "redis-cli -h ${ADDRS[$i]} -p $REDIS_PORT shutdown nosave"
+YAML
+    } >"$d/agent.yaml"
+    cat >"$d/redis.conf" <<CONF
+bind ${ADDRS[$i]}
+port $REDIS_PORT
+dir $d/data
+appendonly yes
+appendfsync always
+save ""
+daemonize no
+protected-mode no
+logfile $d/redis.log
+CONF
+}
+
+# agent_start I: starts host I's agent in the background (output appended to hI/agent.log)
+agent_start() {
+    local d
+    d="$(hdir "$1")"
+    echo "=== $(date '+%F %T') start" >>"$d/agent.log"
+    "$LIFEBOATD_BIN" --config "$d/agent.yaml" >>"$d/agent.log" 2>&1 </dev/null &
+    AGENT_PIDS[$1]=$!
+    LB_PIDS+=("$!")
+}
+
+# st_read I: role, epoch, service state and service pid of host I's redis workload, from its
+# status API, into ST_ROLE ST_EPOCH ST_STATE ST_PID ("-" for null; ST_ROLE=down when the agent
+# does not answer)
+st_read() {
+    ST_ROLE="" ST_EPOCH="" ST_STATE="" ST_PID=""
+    read -r ST_ROLE ST_EPOCH ST_STATE ST_PID \
+        < <(fc status "$(api "$1")" role epoch service.state service.pid 2>/dev/null)
+    ST_ROLE=${ST_ROLE:-down}
+}
+
+# st_field I FIELD...: those fields of host I's workload status, on one line ("-" for null)
+st_field() {
+    local i=$1
+    shift
+    fc status "$(api "$i")" "$@" 2>/dev/null
+}
+
+# st_line I: host I's status as one summary line (for messages)
+st_line() { fc status "$(api "$1")" 2>/dev/null || echo "${HOSTS[$1]} down"; }
+
+has_role() {
+    st_read "$1"
+    [ "$ST_ROLE" = "$2" ]
+}
+peer_connected() { [ "$(st_field "$1" "peers[${HOSTS[$2]}].connected")" = true ]; }
+
+# wait_primary SECONDS MIN_EPOCH EXCLUDE: waits until exactly one host claims role primary,
+# it is not host EXCLUDE (an index, -1 for none), its epoch is >= MIN_EPOCH and its service is
+# running. Returns the host index in PRIMARY (epoch in PRIMARY_EPOCH, redis pid in
+# PRIMARY_PID, tracked for the cleanup); returns 1 after SECONDS, with the roles last seen in
+# WAIT_SEEN.
+wait_primary() {
+    local limit=$1 min=$2 excl=$3 end i n found fe fp
+    end=$(($(date +%s) + limit))
+    PRIMARY="" PRIMARY_EPOCH="" PRIMARY_PID=""
+    while :; do
+        n=0 found="" WAIT_SEEN=""
+        for i in 0 1 2; do
+            st_read "$i"
+            WAIT_SEEN+="${HOSTS[$i]}: role $ST_ROLE, epoch $ST_EPOCH, service $ST_STATE; "
+            [ "$ST_ROLE" = primary ] || continue
+            n=$((n + 1))
+            if [ "$i" != "$excl" ] && [ "$ST_STATE" = running ] && is_int "$ST_EPOCH" &&
+                [ "$ST_EPOCH" -ge "$min" ]; then
+                found=$i fe=$ST_EPOCH fp=$ST_PID
+            fi
+        done
+        if [ -n "$found" ] && [ "$n" = 1 ]; then
+            PRIMARY=$found PRIMARY_EPOCH=$fe PRIMARY_PID=$fp
+            track_service "$PRIMARY" "$PRIMARY_PID"
+            return 0
+        fi
+        [ "$(date +%s)" -ge "$end" ] && return 1
+        sleep 0.3
+    done
+}
+
+# redis_pong I: redis on host I's address answers PING
+redis_pong() { [ "$(timeout 5 redis-cli -h "${ADDRS[$1]}" -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
+
+# acks_count LOG: acknowledged writes logged so far
+acks_count() { if [ -f "$1" ]; then wc -l <"$1" | tr -d ' '; else echo 0; fi; }
+acks_above() { [ "$(acks_count "$1")" -gt "$2" ]; }
+
+# writer_start NAME PREFIX: failover_client.py write in the background, until $LB_TMP/NAME.stop
+# appears; acknowledged writes go to $LB_TMP/NAME.acks, its output to $LB_TMP/NAME.out.
+# Sets WRITER_PID.
+writer_start() {
+    python3 -u "$FC" write --agents "$(api 0),$(api 1),$(api 2)" --port "$REDIS_PORT" \
+        --acks "$LB_TMP/$1.acks" --seconds 1800 --stop "$LB_TMP/$1.stop" \
+        --prefix "$2" --seed "$RANDOM" >"$LB_TMP/$1.out" 2>&1 </dev/null &
+    WRITER_PID=$!
+    lb_track_first "$WRITER_PID"
+}
+
+# writer_stop WHAT NAME PID: creates the stop file, waits (60 s) for exit 0
+writer_stop() {
+    touch "$LB_TMP/$2.stop"
+    lb_wait_pid "$3" 60
+    assert_exit "$1: the writer stops at its stop file with exit 0" 0 "$LB_WAIT_RC" "$LB_TMP/$2.out"
+    lb_untrack "$3"
+    lb_info "$1: $(tail -n 1 "$LB_TMP/$2.out")"
+}
+
+# check_acks WHAT I RULE LOG...: failover_client.py check of the logs against redis on host
+# I. RULE "none-lost": no acknowledged write may be missing or different; "most": at least 90%
+# must be there (MODE=async after host losses). Sets CHECK_LOST.
+check_acks() {
+    local what=$1 i=$2 rule=$3 log out rc acked ok args=()
+    shift 3
+    for log; do args+=(--acks "$log"); done
+    out="$(fc check --host "${ADDRS[$i]}" --port "$REDIS_PORT" "${args[@]}" 2>&1)"
+    rc=$?
+    CHECK_LOST=""
+    if [ "$rc" -ne 0 ]; then
+        LB_FAIL=$((LB_FAIL + 3))
+        echo "FAIL $what: the checker could not read redis on ${HOSTS[$i]} (exit $rc: $(lb_oneline "$out")); 3 assertions counted as failed"
+        return 0
+    fi
+    pass
+    CHECK_LOST="$(sed -n 's/^lost acknowledged writes: \([0-9][0-9]*\)$/\1/p' <<<"$out")"
+    acked="$(sed -n 's/^check: acked=\([0-9]*\) .*/\1/p' <<<"$out")"
+    ok="$(sed -n 's/^check: .* ok=\([0-9]*\) .*/\1/p' <<<"$out")"
+    lb_info "$what: lost acknowledged writes: ${CHECK_LOST:-?} ($(grep -E '^(check|missing|wrong)' <<<"$out" | tr '\n' ';'))"
+    assert_true "$what: the logs hold acknowledged writes" "at least one acknowledged key" is_positive "${acked:-0}"
+    if [ "$rule" = none-lost ]; then
+        assert_eq "$what: lost acknowledged writes (MODE=$MODE)" 0 "${CHECK_LOST:-unknown: $(lb_oneline "$out")}"
+    else
+        if is_int "${ok:-}" && is_int "${acked:-}" && [ $((ok * 10)) -ge $((acked * 9)) ]; then
+            pass
+        else
+            fail "$what: at least 90% of the acknowledged writes are there (MODE=$MODE)" \
+                "ok >= 90% of acked" "$(lb_oneline "$out")"
+        fi
+    fi
+}
+
+# host_kill I: host I dies: its agent and its redis are frozen, then SIGKILLed together.
+# Sets KILLED_SERVICES (the redis pids killed).
+host_kill() {
+    local i=$1 ap=${AGENT_PIDS[$1]} pid
+    kill -STOP "$ap" 2>/dev/null
+    KILLED_SERVICES=()
+    for pid in $(service_pids_of "$i"); do KILLED_SERVICES+=("$pid"); done
+    kill -STOP "${KILLED_SERVICES[@]+"${KILLED_SERVICES[@]}"}" 2>/dev/null
+    kill -KILL "$ap" "${KILLED_SERVICES[@]+"${KILLED_SERVICES[@]}"}" 2>/dev/null
+}
+
+# show_logs: the end of every log, for a failure the rest cannot recover from
+show_logs() {
+    local i f
+    for i in 0 1 2; do
+        lb_info "${HOSTS[$i]}: $(st_line "$i")"
+        for f in agent.log redis.log; do
+            [ -f "$(hdir "$i")/$f" ] || continue
+            echo "# ${HOSTS[$i]} $f:"
+            tail -n 15 "$(hdir "$i")/$f" | sed 's/^/#   /'
+        done
+    done
+    for f in "$LB_TMP"/*.out; do
+        [ -f "$f" ] || continue
+        echo "# $(basename "$f"):"
+        tail -n 8 "$f" | sed 's/^/#   /'
+    done
+}
+give_up() {
+    show_logs
+    lb_finish
+}
+
+# ---------------------------------------------------------------- setup
+
+for i in 0 1 2; do
+    for port in "$API_PORT" "$PEER_PORT" "$REDIS_PORT"; do
+        if port_busy "${ADDRS[$i]}" "$port"; then
+            fail "setup" "${ADDRS[$i]}:$port free" "something already listens there (another run?)"
+            lb_finish
+        fi
+    done
+done
+mkdir -p "$VOLUME"
+for i in 0 1 2; do
+    write_config "$i"
+    LB_MOUNTS+=("$(hdir "$i")/data")
+done
+for i in 0 1 2; do agent_start "$i"; done
+
+# ---------------------------------------------------------------- 1. election
+
+if wait_primary 30 0 -1; then
+    pass
+else
+    fail "1: election" "exactly one agent with role primary and service running within 30 s" "$WAIT_SEEN"
+    give_up
+fi
+P=$PRIMARY
+lb_info "1: ${HOSTS[$P]} is primary (epoch $PRIMARY_EPOCH, redis pid $PRIMARY_PID) $(($(date +%s) - T0)) s after the start"
+assert_true "1: the primary's service.pid is the redis-server of ${HOSTS[$P]}" \
+    "pid $PRIMARY_PID running $(hdir "$P")/redis.conf" is_service_of "$P" "$PRIMARY_PID"
+assert_true "1: redis answers PING on ${ADDRS[$P]}:$REDIS_PORT" "PONG within 30 s" wait_until 30 redis_pong "$P"
+assert_true "1: the primary's data dir is mounted" "a mount on $(hdir "$P")/data" is_mounted "$(hdir "$P")/data"
+for i in 0 1 2; do
+    [ "$i" = "$P" ] && continue
+    if wait_until 30 has_role "$i" peer; then
+        pass
+    else
+        fail "1: ${HOSTS[$i]} is a peer" "role peer within 30 s" "role $ST_ROLE: $(st_line "$i")"
+    fi
+    assert_true "1: ${HOSTS[$i]} (a peer) has nothing mounted on its data dir" "no mount on $(hdir "$i")/data" \
+        not_mounted "$(hdir "$i")/data"
+done
+
+# ---------------------------------------------------------------- 2. writer and snapshot
+
+writer_start writer key
+WRITER=$WRITER_PID
+ACKS="$LB_TMP/writer.acks"
+sleep 3
+if wait_until 30 acks_above "$ACKS" 0; then
+    pass
+else
+    fail "2: the writer gets writes acknowledged" "acknowledged writes within 30 s" "none; $(tail -n 3 "$LB_TMP/writer.out")"
+    give_up
+fi
+out="$(fc post "$(api "$P")/v1/workloads/redis/snapshot" snapshot position)"
+rc=$?
+assert_exit "2: POST /v1/workloads/redis/snapshot on the primary (${HOSTS[$P]}) answers 2xx" 0 "$rc"
+assert_match "2: the snapshot answer is 200 with a snapshot id" '^200 [^- ]' "$out"
+lb_info "2: snapshot $out after $(acks_count "$ACKS") acknowledged writes"
+sleep 3
+
+# ---------------------------------------------------------------- 3. host losses
+
+for ((cycle = 1; cycle <= CYCLES; cycle++)); do
+    c="3.$cycle"
+    if wait_primary 30 0 -1; then
+        pass
+    else
+        fail "$c: a primary before the kill" "exactly one primary with service running within 30 s" "$WAIT_SEEN"
+        give_up
+    fi
+    P=$PRIMARY
+    EP=$PRIMARY_EPOCH
+    AP=${AGENT_PIDS[$P]}
+    lb_info "$c: killing ${HOSTS[$P]} (agent pid $AP, redis pid $PRIMARY_PID, epoch $EP) after $(acks_count "$ACKS") acknowledged writes"
+
+    host_kill "$P"
+    lb_wait_pid "$AP" 10
+    assert_exit "$c: the agent of ${HOSTS[$P]} ends on SIGKILL" 137 "$LB_WAIT_RC"
+    lb_untrack "$AP"
+    AGENT_PIDS[$P]=""
+    assert_true "$c: the redis of ${HOSTS[$P]} was found and killed" "at least one redis pid of ${HOSTS[$P]}" \
+        is_positive "${#KILLED_SERVICES[@]}"
+    for pid in "${KILLED_SERVICES[@]+"${KILLED_SERVICES[@]}"}"; do
+        assert_true "$c: redis pid $pid of ${HOSTS[$P]} is gone" "gone within 10 s" wait_until 10 pid_gone "$pid"
+        untrack_service "$pid"
+    done
+
+    # the disk is gone: the mount (auto_unmount may already have removed it), backing, journal
+    D="$(hdir "$P")/data"
+    if ! wait_until 5 not_mounted "$D"; then
+        umount -l "$D" 2>/dev/null || fusermount3 -u -z "$D" 2>/dev/null
+    fi
+    assert_true "$c: ${HOSTS[$P]}'s data dir is unmounted" "no mount on $D" wait_until 5 not_mounted "$D"
+    rm -rf "$(hdir "$P")/backing" "$(hdir "$P")/journal"
+    mkdir -p "$(hdir "$P")/backing"
+    chmod 755 "$(hdir "$P")/backing"
+
+    t_kill=$(date +%s)
+    if wait_primary 30 $((EP + 1)) "$P"; then
+        pass
+    else
+        fail "$c: failover" "another host primary with epoch > $EP and service running within 30 s" "$WAIT_SEEN"
+        give_up
+    fi
+    N=$PRIMARY
+    lb_info "$c: ${HOSTS[$N]} is primary (epoch $PRIMARY_EPOCH, redis pid $PRIMARY_PID) $(($(date +%s) - t_kill)) s after the kill"
+    assert_true "$c: the new primary's service.pid is the redis-server of ${HOSTS[$N]}" \
+        "pid $PRIMARY_PID running $(hdir "$N")/redis.conf" is_service_of "$N" "$PRIMARY_PID"
+    assert_true "$c: redis answers PING on ${ADDRS[$N]}:$REDIS_PORT" "PONG within 30 s" wait_until 30 redis_pong "$N"
+    assert_true "$c: the writer is still running" "writer pid $WRITER running" lb_is_running "$WRITER"
+    at_new=$(acks_count "$ACKS")
+    if wait_until 30 acks_above "$ACKS" $((at_new + 100)); then
+        pass
+    else
+        fail "$c: the writer carries on at ${HOSTS[$N]}" "100 more acknowledged writes within 30 s" \
+            "$(($(acks_count "$ACKS") - at_new)); $(tail -n 3 "$LB_TMP/writer.out")"
+    fi
+
+    read -r r_epoch r_peer r_dbytes r_sbytes r_total r_detect r_lease r_snapload r_delta r_replay r_start r_local r_drec < <(
+        st_field "$N" last_recovery.epoch last_recovery.delta_peer last_recovery.delta_bytes last_recovery.snapshot_bytes \
+            last_recovery.total_seconds last_recovery.detection_seconds last_recovery.lease_seconds \
+            last_recovery.snapshot_load_seconds last_recovery.delta_seconds last_recovery.replay_seconds \
+            last_recovery.service_start_seconds last_recovery.local_records last_recovery.delta_records
+    )
+    assert_eq "$c: lastRecovery of ${HOSTS[$N]} is the recovery into epoch $PRIMARY_EPOCH" "$PRIMARY_EPOCH" "${r_epoch:-}"
+    # the delta after the snapshot is the new primary's own streamed journal (local records)
+    # plus what it fetched from a more advanced peer (delta records): together not empty
+    [[ "${r_local:-}" =~ ^[0-9]+$ ]] || r_local=0
+    [[ "${r_drec:-}" =~ ^[0-9]+$ ]] || r_drec=0
+    assert_true "$c: the recovery replayed a journal delta after the snapshot (local $r_local + fetched $r_drec records)" \
+        "a positive number" is_positive "$((r_local + r_drec))"
+    lb_info "$c: recovery of ${HOSTS[$N]}: delta $r_local records held locally + $r_drec records / $r_dbytes bytes fetched from ${r_peer:-no peer}, snapshot $r_sbytes bytes; seconds: total $r_total, detection $r_detect, lease $r_lease, snapshot load $r_snapload, delta $r_delta, replay $r_replay, service start $r_start"
+    RECOVERIES+=("cycle $cycle ${HOSTS[$P]}->${HOSTS[$N]} epoch $PRIMARY_EPOCH: total=${r_total}s snapshotLoad=${r_snapload}s delta=${r_delta}s deltaBytes=$r_dbytes snapshotBytes=$r_sbytes")
+
+    # the lost host comes back on its empty disk, with the same config
+    agent_start "$P"
+    if wait_until 30 has_role "$P" peer; then
+        pass
+    else
+        fail "$c: ${HOSTS[$P]} rejoins as a peer" "role peer within 30 s" "role $ST_ROLE: $(st_line "$P")"
+    fi
+    assert_true "$c: the primary ${HOSTS[$N]} sees ${HOSTS[$P]} connected" \
+        "peers[${HOSTS[$P]}].connected true within 30 s" wait_until 30 peer_connected "$N" "$P"
+    lb_info "$c: $(st_line "$N")"
+    sleep 2
+done
+
+# ---------------------------------------------------------------- 4. every acknowledged write is there
+
+writer_stop "4" writer "$WRITER"
+if wait_primary 30 0 -1; then
+    pass
+else
+    fail "4: a primary for the check" "exactly one primary with service running within 30 s" "$WAIT_SEEN"
+    give_up
+fi
+assert_true "4: redis answers PING on the primary ${HOSTS[$PRIMARY]}" "PONG within 30 s" wait_until 30 redis_pong "$PRIMARY"
+if [ "$MODE" = sync ]; then
+    check_acks "4" "$PRIMARY" none-lost "$ACKS"
+else
+    check_acks "4" "$PRIMARY" most "$ACKS"
+fi
+
+# ---------------------------------------------------------------- 5. switchover
+
+if [ "$SWITCHOVER" = 1 ]; then
+    S=$PRIMARY
+    SEP=$PRIMARY_EPOCH
+    SPID=$PRIMARY_PID
+    T=""
+    for i in 0 1 2; do
+        if [ "$i" != "$S" ] && has_role "$i" peer && peer_connected "$S" "$i"; then
+            T=$i
+            break
+        fi
+    done
+    if [ -z "$T" ]; then
+        fail "5: a connected peer to switch over to" "a host with role peer that ${HOSTS[$S]} sees connected" "$(st_line "$S")"
+    else
+        writer_start switchover sw
+        W2=$WRITER_PID
+        ACKS2="$LB_TMP/switchover.acks"
+        assert_true "5: the second writer gets writes acknowledged" "50 acknowledged writes within 30 s" \
+            wait_until 30 acks_above "$ACKS2" 50
+        out="$(fc post --data "{\"to\":\"${HOSTS[$T]}\"}" "$(api "$S")/v1/workloads/redis/failover")"
+        rc=$?
+        assert_exit "5: POST /v1/workloads/redis/failover {\"to\":\"${HOSTS[$T]}\"} on ${HOSTS[$S]} answers 2xx" 0 "$rc"
+        lb_info "5: switchover ${HOSTS[$S]} -> ${HOSTS[$T]}: $out"
+        if wait_primary 30 $((SEP + 1)) "$S"; then
+            assert_eq "5: the switchover target is the primary" "${HOSTS[$T]}" "${HOSTS[$PRIMARY]}"
+            lb_info "5: ${HOSTS[$PRIMARY]} is primary (epoch $PRIMARY_EPOCH, redis pid $PRIMARY_PID)"
+            assert_true "5: the new primary's service.pid is the redis-server of ${HOSTS[$PRIMARY]}" \
+                "pid $PRIMARY_PID running $(hdir "$PRIMARY")/redis.conf" is_service_of "$PRIMARY" "$PRIMARY_PID"
+            assert_true "5: redis answers PING on ${ADDRS[$PRIMARY]}:$REDIS_PORT" "PONG within 30 s" \
+                wait_until 30 redis_pong "$PRIMARY"
+            if is_int "$SPID"; then
+                assert_true "5: the old primary's redis (pid $SPID) has stopped" "gone within 30 s" \
+                    wait_until 30 pid_gone "$SPID"
+                pid_gone "$SPID" && untrack_service "$SPID"
+            fi
+            if wait_until 30 has_role "$S" peer; then
+                pass
+            else
+                fail "5: the old primary ${HOSTS[$S]} is a peer again" "role peer within 30 s" "role $ST_ROLE: $(st_line "$S")"
+            fi
+            assert_true "5: the old primary's data dir is unmounted" "no mount on $(hdir "$S")/data within 30 s" \
+                wait_until 30 not_mounted "$(hdir "$S")/data"
+            at_new=$(acks_count "$ACKS2")
+            assert_true "5: the second writer carries on at ${HOSTS[$PRIMARY]}" "50 more acknowledged writes within 30 s" \
+                wait_until 30 acks_above "$ACKS2" $((at_new + 50))
+        else
+            fail "5: switchover" "${HOSTS[$T]} the only primary, epoch > $SEP, service running, within 30 s" "$WAIT_SEEN"
+        fi
+        writer_stop "5" switchover "$W2"
+        if wait_primary 30 0 -1; then
+            check_acks "5: writes across the switchover" "$PRIMARY" none-lost "$ACKS2"
+            if [ "$MODE" = sync ]; then
+                check_acks "5: all writes after the switchover" "$PRIMARY" none-lost "$ACKS" "$ACKS2"
+            fi
+        else
+            fail "5: a primary for the check" "exactly one primary with service running within 30 s" "$WAIT_SEEN"
+        fi
+    fi
+fi
+
+# ---------------------------------------------------------------- 6. summary
+
+if [ "${#RECOVERIES[@]}" -gt 0 ]; then
+    lb_info "recoveries (MODE=$MODE): $(printf '%s; ' "${RECOVERIES[@]}")"
+fi
+lb_info "took $(($(date +%s) - T0)) s"
+[ "$LB_FAIL" -eq 0 ] || show_logs
+lb_finish

@@ -1,0 +1,462 @@
+#!/usr/bin/env python3
+"""failover_client.py: the client side of failover-redis.sh (standard library only).
+
+  failover_client.py write --agents URL[,URL...] --acks LOG [--port 6390] [--seconds S]
+                           [--stop FILE] [--prefix key] [--start 0] [--seed N] [--workload redis]
+      Finds the primary by polling every agent's GET /v1/status every 0.2 s (role "primary"
+      and service state "running"; the highest epoch if several say so), connects to redis on
+      that agent's address (the host part of its URL) and sends SET PREFIX:<counter> <value>,
+      one at a time. After each +OK reply it appends "KEY SHA256-OF-VALUE" to LOG and flushes.
+      On a connection error, a timeout or an error reply it finds the primary again and goes
+      on with the next counter (the SET that got no +OK may or may not exist). Stops after S
+      seconds or as soon as FILE exists. Progress goes to stdout; the last line is
+      "writer: acked=N unacked=N errors=N reconnects=N next=PREFIX:N hosts=h1:N,h2:N".
+
+  failover_client.py check --host ADDR --port PORT --acks LOG [--acks LOG ...] [--wait 30]
+      Reads every key of the logs from redis (MGET; waits up to --wait s for redis to answer
+      and finish loading) and compares the sha256 of each value with the logged one. Prints
+      "check: acked=N ok=N missing=N wrong=N dbsize=N", the first missing / wrong keys, and
+      "lost acknowledged writes: N" (missing + wrong). Exit 0 when redis was read (whatever
+      was found), 1 when it could not be read.
+
+  failover_client.py status [--workload redis] URL [FIELD ...]
+      GET URL/v1/status. With FIELDs (paths into the workload's object: role, epoch,
+      service.state, service.pid, lastRecovery.deltaBytes, peers[h2].connected, ...) prints
+      their values on one line, separated by spaces: "-" for null or missing, true/false for
+      booleans, whitespace in strings replaced by "_". Without FIELDs: one summary line.
+      camelCase and snake_case spellings of a key both match. Exit 2, printing nothing, when
+      the agent does not answer (or answers no JSON).
+
+  failover_client.py post [--data JSON] [--timeout 120] URL [FIELD ...]
+      POST to URL (an empty body without --data). Prints the HTTP code, then the FIELDs of the
+      JSON answer (top-level paths, as above) or, without FIELDs, the compact answer. Exit 0
+      for a 2xx answer, 1 for any other code, 2 when nothing answered (code printed as 000).
+"""
+import argparse
+import hashlib
+import json
+import os
+import random
+import socket
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+MISSING = object()
+
+
+# ---------------------------------------------------------------- JSON status
+
+def snake(key):
+    return "".join("_" + c.lower() if c.isupper() else c for c in key)
+
+
+def camel(key):
+    parts = key.split("_")
+    return parts[0] + "".join(p[:1].upper() + p[1:] for p in parts[1:])
+
+
+def lookup(obj, key):
+    if not isinstance(obj, dict):
+        return MISSING
+    for k in (key, snake(key), camel(key)):
+        if k in obj:
+            return obj[k]
+    return MISSING
+
+
+def resolve(obj, path):
+    """A dotted path; a segment NAME[SEL] picks from a list by index or by "host"/"name"."""
+    for seg in path.split("."):
+        sel = None
+        if seg.endswith("]") and "[" in seg:
+            seg, sel = seg[:-1].split("[", 1)
+        if seg:
+            obj = lookup(obj, seg)
+        if sel is not None:
+            if isinstance(obj, list):
+                if sel.isdigit():
+                    obj = obj[int(sel)] if int(sel) < len(obj) else MISSING
+                else:
+                    obj = next((e for e in obj if isinstance(e, dict)
+                                and sel in (e.get("host"), e.get("name"))), MISSING)
+            elif isinstance(obj, dict):
+                obj = obj.get(sel, MISSING)
+            else:
+                obj = MISSING
+        if obj is MISSING or obj is None:
+            return obj
+    return obj
+
+
+def fmt(v):
+    if v is MISSING or v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (dict, list)):
+        v = json.dumps(v, separators=(",", ":"), sort_keys=True)
+    s = "_".join(str(v).split())
+    return s if s else "-"
+
+
+def get_json(url, timeout):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read().decode("utf-8", "replace"))
+
+
+def workload_of(doc, name):
+    ws = lookup(doc, "workloads")
+    if isinstance(ws, list):
+        for w in ws:
+            if isinstance(w, dict) and w.get("name") == name:
+                return w
+        return None
+    if isinstance(ws, dict):
+        return ws.get(name)
+    return None
+
+
+def fetch_workload(url, name, timeout):
+    """(host name, workload object) of one agent; raises when it does not answer."""
+    doc = get_json(url.rstrip("/") + "/v1/status", timeout)
+    host = lookup(doc, "host")
+    if host is MISSING or host is None:
+        host = urllib.parse.urlsplit(url).hostname
+    return str(host), workload_of(doc, name)
+
+
+def summary(host, w):
+    if w is None:
+        return "%s no such workload" % host
+    out = [host] + ["%s=%s" % (k, fmt(resolve(w, k))) for k in ("role", "epoch", "position", "durable")]
+    out.append("service=%s/%s" % (fmt(resolve(w, "service.state")), fmt(resolve(w, "service.pid"))))
+    peers = resolve(w, "peers")
+    if isinstance(peers, list):
+        out.append("peers=" + ",".join(
+            "%s:%s:acked=%s:lag=%s" % (fmt(resolve(p, "host")),
+                                       "up" if resolve(p, "connected") is True else "down",
+                                       fmt(resolve(p, "acked")), fmt(resolve(p, "lag")))
+            for p in peers))
+    snap = resolve(w, "newestSnapshot")
+    if isinstance(snap, dict):
+        out.append("snapshot=%s@%s" % (fmt(resolve(snap, "id"))[:12], fmt(resolve(snap, "position"))))
+    rec = resolve(w, "lastRecovery")
+    if isinstance(rec, dict):
+        out.append("recovery=epoch:%s,total:%ss,delta:%sB@%s,snapshot:%sB" % tuple(
+            fmt(resolve(rec, k)) for k in ("epoch", "totalSeconds", "deltaBytes", "deltaPeer", "snapshotBytes")))
+    return " ".join(out)
+
+
+def cmd_status(a):
+    try:
+        host, w = fetch_workload(a.url, a.workload, a.timeout)
+    except (OSError, ValueError, urllib.error.URLError) as e:
+        print("status: %s: %s" % (a.url, e), file=sys.stderr)
+        return 2
+    if not a.fields:
+        print(summary(host, w))
+    else:
+        print(" ".join(fmt(resolve(w, f) if w is not None else MISSING) for f in a.fields))
+    return 0
+
+
+def cmd_post(a):
+    data = a.data.encode() if a.data is not None else b""
+    req = urllib.request.Request(a.url, data=data, method="POST")
+    if a.data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=a.timeout) as r:
+            code, body = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        code, body = e.code, e.read()
+    except (urllib.error.URLError, OSError) as e:
+        print("000 unreachable: %s" % fmt(str(e)))
+        return 2
+    text = body.decode("utf-8", "replace")
+    try:
+        doc = json.loads(text) if text.strip() else None
+    except ValueError:
+        doc = MISSING
+    if a.fields:
+        vals = [fmt(resolve(doc, f)) if isinstance(doc, dict) else "-" for f in a.fields]
+        print(" ".join(["%03d" % code] + vals))
+    elif doc is MISSING:
+        print("%03d %s" % (code, " ".join(text.split())[:400]))
+    else:
+        print("%03d %s" % (code, json.dumps(doc, separators=(",", ":"))[:400]))
+    return 0 if 200 <= code < 300 else 1
+
+
+# ---------------------------------------------------------------- RESP over TCP
+
+class ErrorReply(str):
+    """A "-ERR ..." reply (returned, not raised)."""
+
+
+class Redis:
+    def __init__(self, host, port, timeout):
+        self.s = socket.create_connection((host, port), timeout=timeout)
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.f = self.s.makefile("rb")
+
+    def close(self):
+        for x in (self.f, self.s):
+            try:
+                x.close()
+            except OSError:
+                pass
+
+    def call(self, *args):
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        self.s.sendall(b"".join(out))
+        return self.reply()
+
+    def reply(self):
+        line = self.f.readline()
+        if not line.endswith(b"\r\n"):
+            raise ConnectionError("connection closed")
+        t, rest = line[:1], line[1:-2]
+        if t == b"+":
+            return rest.decode()
+        if t == b"-":
+            return ErrorReply(rest.decode("utf-8", "replace"))
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.f.read(n + 2)
+            if len(data) < n + 2:
+                raise ConnectionError("connection closed")
+            return data[:-2]
+        if t == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.reply() for _ in range(n)]
+        raise ConnectionError("bad reply %r" % line[:80])
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------- writer
+
+def say(msg):
+    print("%s %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
+
+
+def find_primary(agents, workload, stopping):
+    """(epoch, url, host name) of the agent that reports role primary with its service
+    running (the highest epoch if several do); None when told to stop first."""
+    while True:
+        best = None
+        for url in agents:
+            try:
+                host, w = fetch_workload(url, workload, 1.0)
+            except (OSError, ValueError, urllib.error.URLError):
+                continue
+            if w is None or resolve(w, "role") != "primary" or resolve(w, "service.state") != "running":
+                continue
+            epoch = resolve(w, "epoch")
+            epoch = epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else -1
+            if best is None or epoch > best[0]:
+                best = (epoch, url, host)
+        if best is not None:
+            return best
+        if stopping():
+            return None
+        time.sleep(0.2)
+
+
+def cmd_write(a):
+    agents = [u.rstrip("/") for u in a.agents.split(",") if u.strip()]
+    rnd = random.Random(a.seed)
+    end = time.monotonic() + a.seconds
+
+    def stopping():
+        return time.monotonic() >= end or (a.stop is not None and os.path.exists(a.stop))
+
+    counter = a.start
+    acked = unacked = errors = reconnects = 0
+    per_host = {}
+    conn, host = None, None
+    say("writer: agents %s, prefix %s, seed %d" % (",".join(agents), a.prefix, a.seed))
+    with open(a.acks, "a") as log:
+        while not stopping():
+            if conn is None:
+                found = find_primary(agents, a.workload, stopping)
+                if found is None:
+                    break
+                epoch, url, host = found
+                addr = urllib.parse.urlsplit(url).hostname
+                try:
+                    conn = Redis(addr, a.port, a.timeout)
+                except OSError as e:
+                    say("cannot connect to %s (%s:%d): %s" % (host, addr, a.port, e))
+                    time.sleep(0.2)
+                    continue
+                say("writing to %s (%s:%d, epoch %s) from %s:%d" % (host, addr, a.port, epoch, a.prefix, counter))
+            key = "%s:%d" % (a.prefix, counter)
+            counter += 1
+            size = rnd.choice((8, 64, 512, 4096))
+            value = ("%s=%0*x" % (key, size, rnd.getrandbits(size * 4))).encode()
+            try:
+                r = conn.call(b"SET", key.encode(), value)
+            except (OSError, ValueError) as e:
+                unacked += 1
+                reconnects += 1
+                say("%s went away at %s (not acknowledged): %s" % (host, key, e))
+                conn.close()
+                conn = None
+                continue
+            if r == "OK" and not isinstance(r, ErrorReply):
+                log.write("%s %s\n" % (key, sha(value)))
+                log.flush()
+                acked += 1
+                per_host[host] = per_host.get(host, 0) + 1
+            else:
+                unacked += 1
+                errors += 1
+                reconnects += 1
+                if errors <= 50:
+                    say("%s answered SET %s with %r (not acknowledged); finding the primary again" % (host, key, r))
+                conn.close()
+                conn = None
+                time.sleep(0.2)
+    if conn is not None:
+        conn.close()
+    print("writer: acked=%d unacked=%d errors=%d reconnects=%d next=%s:%d hosts=%s" % (
+        acked, unacked, errors, reconnects, a.prefix, counter,
+        ",".join("%s:%d" % kv for kv in sorted(per_host.items())) or "-"), flush=True)
+    return 0
+
+
+# ---------------------------------------------------------------- checker
+
+def key_order(k):
+    prefix, _, n = k.rpartition(":")
+    return (prefix, int(n)) if n.isdigit() else (k, -1)
+
+
+def ready_conn(host, port, deadline):
+    """A connection once redis answers PING with PONG (not -LOADING); None at the deadline."""
+    last = "no attempt"
+    while True:
+        c = None
+        try:
+            c = Redis(host, port, 10)
+            r = c.call("PING")
+            if r == "PONG" and not isinstance(r, ErrorReply):
+                return c
+            last = "PING answered %r" % r
+        except OSError as e:
+            last = str(e)
+        if c is not None:
+            c.close()
+        if time.monotonic() >= deadline:
+            print("check: redis at %s:%d did not answer: %s" % (host, port, last))
+            return None
+        time.sleep(0.2)
+
+
+def cmd_check(a):
+    want = {}
+    for path in a.acks:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.endswith("\n"):
+                    continue  # a torn last line was never acknowledged as written
+                parts = line.split()
+                if len(parts) == 2 and len(parts[1]) == 64:
+                    want[parts[0]] = parts[1]
+    deadline = time.monotonic() + a.wait
+    conn = ready_conn(a.host, a.port, deadline)
+    if conn is None:
+        return 1
+    keys = sorted(want, key=key_order)
+    got = {}
+    i = 0
+    try:
+        while i < len(keys):
+            part = keys[i:i + 500]
+            r = conn.call("MGET", *part)
+            if isinstance(r, ErrorReply):
+                if r.startswith("LOADING") and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    continue
+                print("check: MGET failed: %s" % r)
+                return 1
+            if not isinstance(r, list) or len(r) != len(part):
+                print(("check: MGET answered %r" % (r,))[:200])
+                return 1
+            got.update(zip(part, r))
+            i += len(part)
+        dbsize = conn.call("DBSIZE")
+    except OSError as e:
+        print("check: lost the connection to redis at %s:%d: %s" % (a.host, a.port, e))
+        return 1
+    finally:
+        conn.close()
+    missing = [k for k in keys if got.get(k) is None]
+    wrong = [k for k in keys if got.get(k) is not None and sha(got[k]) != want[k]]
+    print("check: acked=%d ok=%d missing=%d wrong=%d dbsize=%s" % (
+        len(keys), len(keys) - len(missing) - len(wrong), len(missing), len(wrong), dbsize))
+    if missing:
+        shown = missing if len(missing) <= 15 else missing[:10] + ["..."] + missing[-5:]
+        print("missing: %s" % " ".join(shown))
+    if wrong:
+        print("wrong value: %s" % " ".join(wrong[:10]))
+    print("lost acknowledged writes: %d" % (len(missing) + len(wrong)))
+    return 0
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    p = argparse.ArgumentParser(description="redis writer, checker and status helper for failover-redis.sh")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    w = sub.add_parser("write")
+    w.add_argument("--agents", required=True, help="agent API URLs, comma-separated")
+    w.add_argument("--acks", required=True)
+    w.add_argument("--port", type=int, default=6390)
+    w.add_argument("--seconds", type=float, default=60.0)
+    w.add_argument("--stop")
+    w.add_argument("--prefix", default="key")
+    w.add_argument("--start", type=int, default=0)
+    w.add_argument("--seed", type=int, default=1)
+    w.add_argument("--workload", default="redis")
+    w.add_argument("--timeout", type=float, default=15.0, help="seconds a reply may take")
+
+    c = sub.add_parser("check")
+    c.add_argument("--host", required=True)
+    c.add_argument("--port", type=int, default=6390)
+    c.add_argument("--acks", required=True, action="append")
+    c.add_argument("--wait", type=float, default=30.0)
+
+    s = sub.add_parser("status")
+    s.add_argument("--workload", default="redis")
+    s.add_argument("--timeout", type=float, default=3.0)
+    s.add_argument("url")
+    s.add_argument("fields", nargs="*")
+
+    o = sub.add_parser("post")
+    o.add_argument("--data")
+    o.add_argument("--timeout", type=float, default=120.0)
+    o.add_argument("url")
+    o.add_argument("fields", nargs="*")
+
+    a = p.parse_args()
+    return {"write": cmd_write, "check": cmd_check, "status": cmd_status, "post": cmd_post}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
