@@ -21,6 +21,11 @@ public enum AgentAPI {
             if let lost = agent.lostMount {
                 return text(.serviceUnavailable, "workload \(lost.configuration.name) is not mounted\n")
             }
+            // In a cluster: ready when every workload has a settled role (not recovering or fenced).
+            if let busy = agent.controllers.first(where: { $0.role != .primary && $0.role != .peer }) {
+                return text(
+                    .serviceUnavailable, "workload \(busy.configuration.name) is \(busy.role.rawValue)\n")
+            }
             return text(.ok, "ok\n")
         }
         router.get("v1/status") { _, _ -> Response in
