@@ -106,18 +106,22 @@ public final class WorkloadController: Sendable {
     // MARK: - control loop
 
     private func controlLoop() {
-        var lastRenewal = monotonicSeconds()
         while !stopping.load(ordering: .sequentiallyConsistent) {
-            let tick = min(max(ttl / 5, 0.1), 1)
+            let isPrimary = role == .primary
+            // A primary looks often: its renewals must never come near its fencing deadline.
+            let tick = isPrimary ? min(max(ttl / 10, 0.05), 0.5) : min(max(ttl / 5, 0.1), 1)
             Thread.sleep(forTimeInterval: tick)
             if stopping.load(ordering: .sequentiallyConsistent) { break }
             switch role {
             case .peer:
                 peerTick()
-                lastRenewal = monotonicSeconds()
             case .primary:
-                if monotonicSeconds() - lastRenewal >= ttl / 3 {
-                    if renew() { lastRenewal = monotonicSeconds() }
+                if monotonicSeconds() - lastRenewal.withLock({ $0 }) >= ttl / 4 { renew() }
+                if role == .primary, let reason = state.withLock({ $0.runtime?.journal.failureReason }) {
+                    // The journal refuses writes (fenced by its own deadline, or a failed
+                    // write): this host cannot serve any more. Give the lease up at once.
+                    release(epoch: state.withLock { $0.epoch })
+                    demote(reason: "the journal refuses writes (\(reason))")
                 }
                 if role == .primary {
                     superviseService()
@@ -128,6 +132,11 @@ public final class WorkloadController: Sendable {
             }
         }
     }
+
+    private let lastServiceRestart = Mutex<Double>(0)
+
+    /// When the lease was last renewed (monotonic seconds).
+    private let lastRenewal = Mutex<Double>(0)
 
     /// A peer checks the lease and takes it when it is free and this host is the best choice.
     private func peerTick() {
@@ -201,6 +210,7 @@ public final class WorkloadController: Sendable {
         }
         guard let taken else { return }  // another host was faster
         armFence(from: leaseStart)
+        lastRenewal.withLock { $0 = leaseStart }
         do {
             try replica.accept(epoch: epoch)
         } catch {
@@ -233,7 +243,7 @@ public final class WorkloadController: Sendable {
     /// Renews the lease every TTL/3 until the recovery ends (the control loop renews after).
     private func keepLeaseWhileRecovering(epoch: UInt64) {
         while role == .recovering && state.withLock({ $0.epoch }) == epoch {
-            Thread.sleep(forTimeInterval: ttl / 3)
+            Thread.sleep(forTimeInterval: ttl / 4)
             if role == .recovering { _ = renew() }
         }
     }
@@ -277,6 +287,7 @@ public final class WorkloadController: Sendable {
             }
             state.withLock { $0.lease = renewed }
             armFence(from: start)
+            lastRenewal.withLock { $0 = start }
             return true
         } catch {
             log("workload \(name): cannot renew the lease: \(error)")
@@ -510,6 +521,14 @@ public final class WorkloadController: Sendable {
     /// Restarts a service that exited on its own while this host is primary.
     private func superviseService() {
         guard let service = state.withLock({ $0.service }), !service.isRunning else { return }
+        // At most one restart a second, so a service that cannot start does not spin.
+        let now = monotonicSeconds()
+        let due = lastServiceRestart.withLock { last -> Bool in
+            if now - last < 1 { return false }
+            last = now
+            return true
+        }
+        guard due else { return }
         let restarts = state.withLock { state -> Int in
             state.serviceRestarts += 1
             return state.serviceRestarts

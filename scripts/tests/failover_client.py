@@ -3,6 +3,7 @@
 
   failover_client.py write --agents URL[,URL...] --acks LOG [--port 6390] [--seconds S]
                            [--stop FILE] [--prefix key] [--start 0] [--seed N] [--workload redis]
+                           [--detail]
       Finds the primary by polling every agent's GET /v1/status every 0.2 s (role "primary"
       and service state "running"; the highest epoch if several say so), connects to redis on
       that agent's address (the host part of its URL) and sends SET PREFIX:<counter> <value>,
@@ -11,9 +12,12 @@
       on with the next counter (the SET that got no +OK may or may not exist). Stops after S
       seconds or as soon as FILE exists. Progress goes to stdout; the last line is
       "writer: acked=N unacked=N errors=N reconnects=N next=PREFIX:N hosts=h1:N,h2:N".
+      With --detail each LOG line goes on with who acknowledged it and when:
+      "KEY SHA256-OF-VALUE HOST EPOCH UNIX-TIME" (HOST and EPOCH as the status API named them
+      when the writer connected, UNIX-TIME when the +OK arrived, in seconds with microseconds).
 
   failover_client.py check --host ADDR --port PORT --acks LOG [--acks LOG ...] [--wait 30]
-      Reads every key of the logs from redis (MGET; waits up to --wait s for redis to answer
+      Reads every key of the logs (their first two columns) from redis (MGET; waits up to --wait s for redis to answer
       and finish loading) and compares the sha256 of each value with the logged one. Prints
       "check: acked=N ok=N missing=N wrong=N dbsize=N", the first missing / wrong keys, and
       "lost acknowledged writes: N" (missing + wrong). Exit 0 when redis was read (whatever
@@ -318,7 +322,10 @@ def cmd_write(a):
                 conn = None
                 continue
             if r == "OK" and not isinstance(r, ErrorReply):
-                log.write("%s %s\n" % (key, sha(value)))
+                if a.detail:
+                    log.write("%s %s %s %s %.6f\n" % (key, sha(value), host, epoch, time.time()))
+                else:
+                    log.write("%s %s\n" % (key, sha(value)))
                 log.flush()
                 acked += 1
                 per_host[host] = per_host.get(host, 0) + 1
@@ -375,7 +382,7 @@ def cmd_check(a):
                 if not line.endswith("\n"):
                     continue  # a torn last line was never acknowledged as written
                 parts = line.split()
-                if len(parts) == 2 and len(parts[1]) == 64:
+                if len(parts) >= 2 and len(parts[1]) == 64:
                     want[parts[0]] = parts[1]
     deadline = time.monotonic() + a.wait
     conn = ready_conn(a.host, a.port, deadline)
@@ -435,6 +442,8 @@ def main():
     w.add_argument("--seed", type=int, default=1)
     w.add_argument("--workload", default="redis")
     w.add_argument("--timeout", type=float, default=15.0, help="seconds a reply may take")
+    w.add_argument("--detail", action="store_true",
+                   help="log host, epoch and time of each acknowledgement after key and sha256")
 
     c = sub.add_parser("check")
     c.add_argument("--host", required=True)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run-all.sh: runs every test script in scripts/tests/ (not lib.sh, not itself), prints each
+# run-all.sh: runs every test script in scripts/tests/ (not lib.sh, *_lib.sh, not itself), prints each
 # one's failures and summary, and ends with the combined "N passed, N failed".
 # A script that ends without a summary line counts as one failure.
 # Pass script names (e.g. crash.sh) to run only those.
@@ -13,7 +13,7 @@ if [ "$#" -gt 0 ]; then
     for s in "$@"; do scripts+=("$DIR/$(basename "$s")"); done
 else
     for s in "$DIR"/*.sh; do
-        case "$(basename "$s")" in lib.sh | run-all.sh) continue ;; esac
+        case "$(basename "$s")" in lib.sh | *_lib.sh | run-all.sh) continue ;; esac
         scripts+=("$s")
     done
 fi
