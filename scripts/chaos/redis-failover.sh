@@ -29,7 +29,7 @@ python3 - "$log" <<'PY'
 import re, statistics, sys
 rows = []
 for line in open(sys.argv[1], errors="replace"):
-    m = re.search(r"# (\d+)\.\d+: recovery of (\S+): delta (\d+) records held locally \+ (\d+) records / (\d+) bytes fetched from (\S+), snapshot (\d+) bytes; seconds: total ([\d.]+), detection ([\d.]+), lease ([\d.]+), snapshot load ([\d.]+), delta ([\d.]+), replay ([\d.]+), service start ([\d.]+)", line)
+    m = re.search(r"# \d+\.(\d+): recovery of (\S+): delta (\d+) records held locally \+ (\d+) records / (\d+) bytes fetched from (\S+), snapshot (\d+) bytes; seconds: total ([\d.]+), detection ([\d.]+), lease ([\d.]+), snapshot load ([\d.]+), delta ([\d.]+), replay ([\d.]+), service start ([\d.]+)", line)
     if m:
         rows.append(m.groups())
 print(f"{'cycle':>5} {'host':>4} {'total':>7} {'detect':>7} {'lease':>7} {'snap':>7} {'delta':>7} {'replay':>7} {'start':>7} {'local':>7} {'fetched':>7} {'snap MB':>8}")
