@@ -38,6 +38,7 @@ final class ServiceProcess: Sendable {
     static func execForm(_ command: String) -> String {
         let special = CharacterSet(charactersIn: ";&|\n()`$<>")
         if command.unicodeScalars.contains(where: { special.contains($0) }) { return command }
+        if command.trimmingCharacters(in: .whitespaces).hasPrefix("exec ") { return command }
         return "exec " + command
     }
 

@@ -134,6 +134,9 @@ public final class WorkloadController: Sendable {
     }
 
     private let lastServiceRestart = Mutex<Double>(0)
+    private let lastFailedRecovery = Mutex<Double>(-1e9)
+    /// Set while sync replication is degraded to async (`on_sync_timeout: degrade`).
+    private let degraded = Atomic<Bool>(false)
 
     /// When the lease was last renewed (monotonic seconds).
     private let lastRenewal = Mutex<Double>(0)
@@ -160,6 +163,8 @@ public final class WorkloadController: Sendable {
             state.withLock { $0.candidateSince = nil }
             return
         }
+        // After a failed recovery, leave the lease to the others for a while.
+        if monotonicSeconds() - lastFailedRecovery.withLock({ $0 }) < 2 * ttl { return }
         if shouldWait(lease) { return }
         acquire(previous: lease, kind: "failover")
     }
@@ -234,7 +239,10 @@ public final class WorkloadController: Sendable {
         do {
             try recover(lease: taken, fresh: previous == nil, report: &report)
         } catch {
-            log("workload \(name): recovery at epoch \(epoch) failed: \(error); releasing the lease")
+            lastFailedRecovery.withLock { $0 = monotonicSeconds() }
+            log(
+                "workload \(name): recovery at epoch \(epoch) failed: \(error); releasing the lease (this host waits \(fmt(2 * ttl)) s before trying again)"
+            )
             release(epoch: epoch)
             demote(reason: "recovery failed")
         }
@@ -400,7 +408,9 @@ public final class WorkloadController: Sendable {
             }
             replayer.closeFiles()
             report.replayedRecords = replayer.applied
-            try syncFilesystem(configuration.backingDir)
+            // No syncfs here: the journal holds every record after the snapshot, and in a
+            // cluster a backing dir is always rebuilt by the next recovery. The checkpoint
+            // flushes it in the background within seconds.
             report.replaySeconds = monotonicSeconds() - replayStart
         }
         try writer.sync()
@@ -434,6 +444,18 @@ public final class WorkloadController: Sendable {
                     group.kick()
                     return true
                 }
+                if degraded.load(ordering: .relaxed) {
+                    // Degraded: acknowledge from the local journal until enough peers are back.
+                    if group.progress.filter(\.connected).count < replication.minSyncPeers {
+                        group.kick()
+                        return true
+                    }
+                    degraded.store(false, ordering: .relaxed)
+                    state.withLock { $0.alert = nil }
+                    log(
+                        "workload \(name): \(replication.minSyncPeers) sync peer(s) connected again; sync replication resumes"
+                    )
+                }
                 if group.waitReplicated(seq: seq, count: replication.minSyncPeers, timeout: replication.syncTimeout) {
                     return true
                 }
@@ -442,6 +464,7 @@ public final class WorkloadController: Sendable {
                     "fewer than \(replication.minSyncPeers) sync peer(s) acknowledged seq \(seq) within \(replication.syncTimeout) s"
                 state.withLock { $0.alert = reason }
                 if replication.onTimeout == .degrade {
+                    degraded.store(true, ordering: .relaxed)
                     log(
                         "workload \(name): ALERT \(reason); acknowledging from the local journal only (degraded to async)"
                     )
@@ -452,7 +475,6 @@ public final class WorkloadController: Sendable {
             },
             flushed: { group.kick() })
         let runtime = try WorkloadRuntime(configuration, journal: journal, log: log)
-        try Checkpoints.flush(configuration, through: end ?? Position(epoch: epoch, seq: 0))
         try runtime.start()
         group.start()
         let snapshots = WorkloadSnapshots(
@@ -713,16 +735,6 @@ func clearDirectory(_ directory: String) throws {
     let manager = FileManager.default
     for name in (try? manager.contentsOfDirectory(atPath: directory)) ?? [] {
         try manager.removeItem(atPath: directory + "/" + name)
-    }
-}
-
-/// Flushes the filesystem that holds `path`.
-func syncFilesystem(_ path: String) throws {
-    let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    guard fd >= 0 else { throw LifeboatError(.operationFailed, "cannot open \(path)") }
-    defer { close(fd) }
-    if lifeboat_syncfs(fd) != 0 {
-        throw LifeboatError(.operationFailed, "syncfs of \(path) failed: \(String(cString: strerror(errno)))")
     }
 }
 

@@ -93,7 +93,14 @@ public final class CaptureJournal: Sendable {
                 refuse(reason)
                 return false
             }
-            return replicated(last.seq)
+            guard replicated(last.seq) else { return false }
+            // The wait for the peers may have outlived the lease (this process was paused):
+            // look again, so nothing is acknowledged after the fencing deadline.
+            if let reason = fence() {
+                refuse(reason)
+                return false
+            }
+            return true
         } catch {
             fail(error)
             return false
