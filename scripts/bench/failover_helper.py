@@ -449,8 +449,8 @@ def cmd_report(path):
                   "recovery (the delta was already on the new primary)" % (mib(num("rsync", "total_file_size")), r.get("files", "-")))
             if num("rsync", "restore_seconds") is not None:
                 print("for the recovery's parts: `lifeboat restore` of the same snapshot took %s s (cold cache), "
-                      "then `sync -f` of the restored tree %s s; the agent's replay_seconds include a syncfs of the "
-                      "backing filesystem after the replay, which flushes the restored snapshot too" %
+                      "then `sync -f` of the restored tree %s s (a recovery does not wait for that flush: the "
+                      "journal covers the restored files until the agent's checkpoint flushes them)" %
                       (f(num("rsync", "restore_seconds")), f(num("rsync", "restore_syncfs_seconds"))))
     # streaming
     streams = [k for k in ("stream disk", "stream tmpfs") if k in data]
