@@ -19,7 +19,8 @@
 #     disk, rejoins as a peer within 30 s and the primary sees it connected.
 #  4. The writer stops; every acknowledged write is on the primary (MODE=sync: none lost;
 #     MODE=async: redis answers and at least 90% are there, the loss is reported).
-#  5. Switchover (SWITCHOVER=1): POST /v1/workloads/redis/failover {"to": PEER} while a
+#  5. Switchover (SWITCHOVER=1): `lifeboat status` shows the cluster, then `lifeboat failover
+#     redis --to PEER` (POST /v1/workloads/redis/failover on the primary) while a
 #     second writer runs: the target is the only primary within 30 s with a higher epoch and
 #     redis running; the old primary's redis stops, its data dir is unmounted and it is a peer
 #     again; none of the second writer's acknowledged writes is lost (in MODE=sync none of
@@ -265,9 +266,17 @@ if [ "$SWITCHOVER" = 1 ]; then
         ACKS2="$LB_TMP/switchover.acks"
         assert_true "5: the second writer gets writes acknowledged" "50 acknowledged writes within 30 s" \
             wait_until 30 acks_above "$ACKS2" 50
-        out="$(fc post --data "{\"to\":\"${HOSTS[$T]}\"}" "$(api "$S")/v1/workloads/redis/failover")"
+        # the operator's way: lifeboat status shows the cluster, lifeboat failover moves the primary
+        out="$(timeout 60 "$LIFEBOAT_BIN" status --agent "$(api "$S")" 2>&1)"
         rc=$?
-        assert_exit "5: POST /v1/workloads/redis/failover {\"to\":\"${HOSTS[$T]}\"} on ${HOSTS[$S]} answers 2xx" 0 "$rc"
+        assert_exit "5: lifeboat status --agent ${HOSTS[$S]} exits 0" 0 "$rc"
+        assert_match "5: lifeboat status shows ${HOSTS[$S]} as the primary" "^${HOSTS[$S]} +redis +primary " "$out"
+        out="$(timeout 60 "$LIFEBOAT_BIN" status --agent "$(api "$S")" --json 2>&1)"
+        assert_true "5: lifeboat status --json lists the three hosts" "3 hosts in valid JSON" \
+            python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if len(d["hosts"]) == 3 else 1)' "$out"
+        out="$(timeout 120 "$LIFEBOAT_BIN" failover redis --to "${HOSTS[$T]}" --agent "$(api "$S")" 2>&1)"
+        rc=$?
+        assert_exit "5: lifeboat failover redis --to ${HOSTS[$T]} --agent ${HOSTS[$S]} exits 0" 0 "$rc"
         lb_info "5: switchover ${HOSTS[$S]} -> ${HOSTS[$T]}: $out"
         if wait_primary 30 $((SEP + 1)) "$S"; then
             assert_eq "5: the switchover target is the primary" "${HOSTS[$T]}" "${HOSTS[$PRIMARY]}"
