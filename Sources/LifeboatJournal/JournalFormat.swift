@@ -107,22 +107,15 @@ enum JournalFormat {
     }
 
     static func frame(in bytes: UnsafeRawBufferPointer, at offset: Int) -> Frame {
-        let remaining = bytes.count - offset
-        if remaining == 0 { return .end }
-        guard remaining >= frameHeaderSize + bodyFixedSize else { return .invalid }
-        let length = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
-        let crc = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self))
-        guard length >= bodyFixedSize, length <= bodyFixedSize + maxPayload, length <= remaining - frameHeaderSize
-        else {
-            return .invalid
+        switch checkedFrame(in: bytes, at: offset) {
+        case .end: return .end
+        case .invalid: return .invalid
+        case .valid(let position, let size):
+            let body = offset + frameHeaderSize
+            let record = JournalRecord(
+                position: position, kind: bytes[body + 16],
+                payload: Array(bytes[(body + bodyFixedSize)..<(offset + size)]))
+            return .record(record, size: size)
         }
-        let body = UnsafeRawBufferPointer(
-            rebasing: bytes[(offset + frameHeaderSize)..<(offset + frameHeaderSize + length)])
-        guard CRC32C.update(0, body) == crc else { return .invalid }
-        let epoch = UInt64(littleEndian: body.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-        let seq = UInt64(littleEndian: body.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-        let record = JournalRecord(
-            position: Position(epoch: epoch, seq: seq), kind: body[16], payload: Array(body[bodyFixedSize...]))
-        return .record(record, size: frameHeaderSize + length)
     }
 }

@@ -151,16 +151,7 @@ public final class JournalWriter: Sendable {
             }
             let seq = (state.last?.seq ?? 0) + 1
             let frameSize = JournalFormat.frameHeaderSize + JournalFormat.bodyFixedSize + payloadSize
-            if state.segments.isEmpty || state.segmentBytes + frameSize > segmentSize {
-                let path = directory + "/" + JournalFormat.segmentName(firstSeq: seq)
-                let header = JournalFormat.segmentHeader(firstSeq: seq)
-                state.segments.append((seq, path))
-                state.pending.append(Pending(newSegment: (seq, path), bytes: header))
-                state.segmentBytes = header.count
-                state.pendingBytes += header.count
-            } else if state.pending.isEmpty {
-                state.pending.append(Pending(newSegment: nil, bytes: []))
-            }
+            makeRoom(&state, seq: seq, frameSize: frameSize)
             let index = state.pending.count - 1
             JournalFormat.appendFrame(
                 to: &state.pending[index].bytes, epoch: epoch, seq: seq, kind: kind, header: header, payload: payload)
@@ -172,6 +163,21 @@ public final class JournalWriter: Sendable {
         }
         if backlog >= JournalWriter.backpressureBytes { try write(sync: false, through: nil) }
         return position
+    }
+
+    /// Makes the last pending chunk the place for a frame of `frameSize` bytes with `seq`:
+    /// a new segment (its header first) when the current one would grow past `segmentSize`.
+    private func makeRoom(_ state: inout State, seq: UInt64, frameSize: Int) {
+        if state.segments.isEmpty || state.segmentBytes + frameSize > segmentSize {
+            let path = directory + "/" + JournalFormat.segmentName(firstSeq: seq)
+            let header = JournalFormat.segmentHeader(firstSeq: seq)
+            state.segments.append((seq, path))
+            state.pending.append(Pending(newSegment: (seq, path), bytes: header))
+            state.segmentBytes = header.count
+            state.pendingBytes += header.count
+        } else if state.pending.isEmpty {
+            state.pending.append(Pending(newSegment: nil, bytes: []))
+        }
     }
 
     /// Appends records that another journal already framed (a peer receiving the primary's
@@ -194,16 +200,7 @@ public final class JournalWriter: Sendable {
                     throw LifeboatError(
                         .operationFailed, "refusing record \(position): the journal is already at epoch \(last.epoch)")
                 }
-                if state.segments.isEmpty || state.segmentBytes + size > segmentSize {
-                    let path = directory + "/" + JournalFormat.segmentName(firstSeq: expected)
-                    let header = JournalFormat.segmentHeader(firstSeq: expected)
-                    state.segments.append((expected, path))
-                    state.pending.append(Pending(newSegment: (expected, path), bytes: header))
-                    state.segmentBytes = header.count
-                    state.pendingBytes += header.count
-                } else if state.pending.isEmpty {
-                    state.pending.append(Pending(newSegment: nil, bytes: []))
-                }
+                makeRoom(&state, seq: expected, frameSize: size)
                 state.pending[state.pending.count - 1].bytes.append(
                     contentsOf: UnsafeRawBufferPointer(rebasing: frames[offset..<(offset + size)]))
                 state.segmentBytes += size
