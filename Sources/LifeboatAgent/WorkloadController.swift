@@ -346,6 +346,8 @@ public final class WorkloadController: Sendable {
     /// peer; replay; mount under the new epoch; stream to peers; start the service.
     private func recover(lease: Lease, fresh: Bool, report: inout RecoveryReport) throws {
         let epoch = lease.epoch
+        // Fence older primaries in the repository too: their snapshots are refused from now on.
+        try Repository.open(at: agent.repository).announceEpoch(epoch, workload: name)
         var snapshotPosition: Position?
         if !fresh {
             // 1. The newest snapshot of the workload, from the volume.

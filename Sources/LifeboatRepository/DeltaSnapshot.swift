@@ -368,6 +368,7 @@ public final class DeltaSnapshotWriter {
             parent: parent?.hex, tree: tree.hex, root: input.root, position: input.position, epoch: epoch,
             summary: stats, program: LifeboatVersion.string)
         try lock.ensureHeld()
+        try repository.checkEpoch(epoch, workload: workload)
         let id = try repository.writeSnapshot(snapshot)
         reader.closePacks()
         return (id, snapshot)

@@ -133,4 +133,21 @@ final class ComponentTests: XCTestCase {
         defer { close(damaged) }
         XCTAssertThrowsError(try PackFormat.readTrailer(fd: damaged, size: UInt64(bytes.count), name: id.hex))
     }
+
+    func testAnnouncedEpochsFenceOlderSnapshots() throws {
+        let temp = TempDirectory()
+        let repository = try Repository.initialize(at: temp.sub("repo"))
+        XCTAssertEqual(try repository.fencingEpoch(workload: "redis"), 0)
+        XCTAssertNoThrow(try repository.checkEpoch(1, workload: "redis"))
+        try repository.announceEpoch(3, workload: "redis")
+        try repository.announceEpoch(2, workload: "redis")  // never lowered
+        XCTAssertEqual(try repository.fencingEpoch(workload: "redis"), 3)
+        XCTAssertNoThrow(try repository.checkEpoch(3, workload: "redis"))
+        XCTAssertNoThrow(try repository.checkEpoch(0, workload: "redis"))  // offline backups
+        XCTAssertNoThrow(try repository.checkEpoch(1, workload: "other"))
+        XCTAssertThrowsError(try repository.checkEpoch(2, workload: "redis")) { error in
+            XCTAssertTrue("\(error)".contains("epoch 3"), "\(error)")
+        }
+        XCTAssertEqual(try Repository.open(at: temp.sub("repo")).fencingEpoch(workload: "redis"), 3)
+    }
 }
