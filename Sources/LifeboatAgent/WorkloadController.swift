@@ -44,7 +44,6 @@ public final class WorkloadController: Sendable {
         var lastRecovery: RecoveryReport?
         var alert: String?
         var candidateSince: Double?
-        var switchingOver = false
         var serviceRestarts = 0
     }
     private let state = Mutex(State())
@@ -594,8 +593,6 @@ public final class WorkloadController: Sendable {
             chosen = best.host
         }
         log("workload \(name): switchover to \(chosen): stopping the service")
-        state.withLock { $0.switchingOver = true }
-        defer { state.withLock { $0.switchingOver = false } }
         service?.stop()
         runtime.stop()
         let last = writer.lastPosition?.seq ?? 0

@@ -127,12 +127,10 @@ final class InboxHandler: ChannelInboundHandler, Sendable {
 public final class PeerConnection: Sendable {
     let channel: any Channel
     let inbox: Inbox
-    public let remote: String
 
-    init(channel: any Channel, inbox: Inbox, remote: String) {
+    init(channel: any Channel, inbox: Inbox) {
         self.channel = channel
         self.inbox = inbox
-        self.remote = remote
     }
 
     static func configure(_ channel: any Channel, _ inbox: Inbox) throws {
@@ -153,7 +151,7 @@ public final class PeerConnection: Sendable {
                 channel.eventLoop.makeCompletedFuture { try configure(channel, inbox) }
             }
             .connect(host: host, port: port).wait()
-        return PeerConnection(channel: channel, inbox: inbox, remote: address)
+        return PeerConnection(channel: channel, inbox: inbox)
     }
 
     /// Sends one message; returns once it is handed to the socket (so a slow reader slows
@@ -200,8 +198,7 @@ public final class PeerListener: Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         let inbox = Inbox()
                         try PeerConnection.configure(channel, inbox)
-                        let connection = PeerConnection(
-                            channel: channel, inbox: inbox, remote: "\(channel.remoteAddress.map { "\($0)" } ?? "?")")
+                        let connection = PeerConnection(channel: channel, inbox: inbox)
                         let thread = Thread { accept(connection) }
                         thread.name = "peer-connection"
                         thread.start()

@@ -98,9 +98,10 @@ public final class PeerServer: Sendable {
                     try connection.send(.refused("this host stopped being a peer of \(hello.workload)"))
                     return
                 }
-                let records = try JournalFrames.count(frames)
+                let before = replica.writer.lastPosition?.seq ?? 0
                 if let position = try replica.receive(frames, epoch: hello.epoch) {
-                    provider.received(hello.workload, bytes: frames.count, records: records)
+                    provider.received(
+                        hello.workload, bytes: frames.count, records: Int(position.seq - min(before, position.seq)))
                     connection.post(.ack(position))
                 }
             }
@@ -143,23 +144,6 @@ public final class PeerServer: Sendable {
     }
 }
 
-extension JournalFrames {
-    /// How many frames `frames` holds (they are checked again when appended).
-    static func count(_ frames: [UInt8]) throws -> Int {
-        var offset = 0
-        var count = 0
-        while offset + 8 <= frames.count {
-            let length =
-                Int(frames[offset]) | Int(frames[offset + 1]) << 8 | Int(frames[offset + 2]) << 16
-                | Int(frames[offset + 3]) << 24
-            offset += 8 + length
-            count += 1
-        }
-        guard offset == frames.count else { throw LifeboatError(.integrity, "a batch of records ends mid-frame") }
-        return count
-    }
-}
-
 /// One-shot requests to another agent's peer server.
 public enum PeerClient {
     /// What `address` holds of `workload`, or nil when it does not answer.
@@ -195,8 +179,9 @@ public enum PeerClient {
             }
             switch message {
             case .records(let frames):
+                let before = writer.lastPosition?.seq ?? 0
                 let last = try frames.withUnsafeBytes { try writer.appendFrames($0) }
-                fetched.records += try JournalFrames.count(frames)
+                fetched.records += Int((last?.seq ?? before) - before)
                 fetched.bytes += frames.count
                 fetched.last = last
             case .end:

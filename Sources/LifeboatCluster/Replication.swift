@@ -4,29 +4,20 @@ public import LifeboatJournal
 import Synchronization
 
 /// How far one peer is, as the primary sees it.
-public struct PeerProgress: Sendable, Codable {
+public struct PeerProgress: Sendable {
     public var host: String
     public var connected: Bool
     /// The last position the peer said it holds durably.
     public var acked: Position?
     public var bytesSent: UInt64
     public var lastError: String?
-
-    enum CodingKeys: String, CodingKey {
-        case host, connected, acked
-        case bytesSent = "bytes_sent"
-        case lastError = "last_error"
-    }
 }
 
 /// The primary's side of replication for one workload: a stream to every peer, and the wait
 /// that sync mode puts behind every fsync.
 public final class ReplicationGroup: Sendable {
     public let workload: String
-    let host: String
     public let epoch: UInt64
-    let history: [EpochStart]
-    let writer: JournalWriter
     let streams: [PeerStream]
 
     public init(
@@ -34,10 +25,7 @@ public final class ReplicationGroup: Sendable {
         peers: [PeerConfiguration], log: @escaping @Sendable (String) -> Void
     ) {
         self.workload = workload
-        self.host = host
         self.epoch = epoch
-        self.history = history
-        self.writer = writer
         let waiters = AckWaiters()
         self.waiters = waiters
         streams = peers.map { peer in

@@ -146,22 +146,3 @@ public final class JournalTail {
         return done
     }
 }
-
-/// Whole journal frames as bytes: what the peer protocol carries.
-public enum JournalFrames {
-    /// The records in `frames`, each checked; throws on a bad checksum or a partial frame.
-    public static func records(in frames: [UInt8]) throws -> [JournalRecord] {
-        var result: [JournalRecord] = []
-        try frames.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                guard case .record(let record, let size) = JournalFormat.frame(in: raw, at: offset) else {
-                    throw LifeboatError(.integrity, "journal frame at byte \(offset) fails its checksum")
-                }
-                result.append(record)
-                offset += size
-            }
-        }
-        return result
-    }
-}
