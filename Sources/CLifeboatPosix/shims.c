@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -55,3 +56,5 @@ int lifeboat_setxattr(const char *path, const char *name, const void *value, siz
 }
 ssize_t lifeboat_listxattr(const char *path, char *list, size_t size) { return listxattr(path, list, size); }
 int lifeboat_removexattr(const char *path, const char *name) { return removexattr(path, name); }
+
+long lifeboat_utime_omit(void) { return UTIME_OMIT; }

@@ -45,10 +45,12 @@ int lifeboat_falloc_fl_punch_hole(void);
 uint32_t lifeboat_crc32c(uint32_t crc, const void *buffer, size_t length);
 /// syncfs(2): flush one filesystem.
 int lifeboat_syncfs(int fd);
-
-#endif
+/// UTIME_OMIT for utimensat/futimens: "leave this time as it is" (Swift does not import it).
+long lifeboat_utime_omit(void);
 
 /// Starts `/bin/sh -c command` in a new session (its own process group), stdin from
 /// /dev/null, stdout and stderr appended to `log_path`, no inherited descriptors past 2 and
 /// default signal handling. Returns the child's pid, or -1 with errno set.
 int lifeboat_spawn_shell(const char *command, const char *log_path);
+
+#endif
