@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
@@ -30,24 +31,32 @@ let package = Package(
         .target(name: "CLifeboatPosix"),
         .target(name: "LifeboatCore", swiftSettings: strictSettings),
         .target(
+            name: "LifeboatSystem",
+            dependencies: [
+                "LifeboatCore", "CLifeboatPosix", .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "LifeboatRepository",
             dependencies: [
-                "LifeboatCore", "CZstd", "CLifeboatPosix",
+                "LifeboatCore", "LifeboatSystem", "CZstd", "CLifeboatPosix",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strictSettings
         ),
         .target(
-            name: "LifeboatJournal", dependencies: ["LifeboatCore", "CLifeboatPosix"], swiftSettings: strictSettings),
+            name: "LifeboatJournal", dependencies: ["LifeboatCore", "LifeboatSystem", "CLifeboatPosix"],
+            swiftSettings: strictSettings),
         .target(
             name: "LifeboatCapture",
-            dependencies: ["LifeboatCore", "LifeboatJournal", "CFuse3", "CLifeboatPosix"],
+            dependencies: ["LifeboatCore", "LifeboatSystem", "LifeboatJournal", "CFuse3", "CLifeboatPosix"],
             swiftSettings: strictSettings
         ),
         .target(
             name: "LifeboatCluster",
             dependencies: [
-                "LifeboatCore", "LifeboatJournal",
+                "LifeboatCore", "LifeboatSystem", "LifeboatJournal",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -56,8 +65,8 @@ let package = Package(
         .target(
             name: "LifeboatAgent",
             dependencies: [
-                "LifeboatCore", "LifeboatJournal", "LifeboatCapture", "LifeboatRepository", "LifeboatCluster",
-                "CLifeboatPosix",
+                "LifeboatCore", "LifeboatSystem", "LifeboatJournal", "LifeboatCapture", "LifeboatRepository",
+                "LifeboatCluster", "CLifeboatPosix",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
@@ -66,7 +75,7 @@ let package = Package(
         .executableTarget(
             name: "lifeboatd",
             dependencies: [
-                "LifeboatCore", "LifeboatAgent",
+                "LifeboatCore", "LifeboatSystem", "LifeboatAgent",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -82,21 +91,28 @@ let package = Package(
         ),
         .testTarget(name: "LifeboatCoreTests", dependencies: ["LifeboatCore"], swiftSettings: strictSettings),
         .testTarget(
+            name: "LifeboatSystemTests",
+            dependencies: [
+                "LifeboatSystem", "LifeboatCore", .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strictSettings),
+        .testTarget(
             name: "LifeboatCaptureTests",
-            dependencies: ["LifeboatCapture", "LifeboatJournal", "LifeboatCore", "CLifeboatPosix"],
+            dependencies: ["LifeboatCapture", "LifeboatJournal", "LifeboatCore", "CLifeboatPosix", "LifeboatSystem"],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "LifeboatAgentTests", dependencies: ["LifeboatAgent", "LifeboatCore"],
+            name: "LifeboatAgentTests", dependencies: ["LifeboatAgent", "LifeboatCore", "LifeboatSystem"],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "LifeboatClusterTests", dependencies: ["LifeboatCluster", "LifeboatJournal", "LifeboatCore"],
+            name: "LifeboatClusterTests",
+            dependencies: ["LifeboatCluster", "LifeboatJournal", "LifeboatCore", "LifeboatSystem"],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "LifeboatJournalTests", dependencies: ["LifeboatJournal", "LifeboatCore"],
+            name: "LifeboatJournalTests", dependencies: ["LifeboatJournal", "LifeboatCore", "LifeboatSystem"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "LifeboatRepositoryTests",
-            dependencies: ["LifeboatRepository", "LifeboatCore", "CLifeboatPosix"],
+            dependencies: ["LifeboatRepository", "LifeboatCore", "CLifeboatPosix", "LifeboatSystem"],
             swiftSettings: strictSettings
         ),
     ]

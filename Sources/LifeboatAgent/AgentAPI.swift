@@ -3,6 +3,7 @@ import Hummingbird
 import LifeboatCapture
 import LifeboatCore
 import LifeboatJournal
+import LifeboatSystem
 import NIOCore
 
 /// The agent's HTTP API (JSON), served on the config's `listen` address (Docs/agent.md).
@@ -184,10 +185,10 @@ public enum AgentAPI {
     }
 
     static func address(_ listen: String) throws -> (String, Int) {
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]) else {
+        guard let parsed = HostPort(parsing: listen) else {
             throw LifeboatError(.badInput, "listen address \(listen) is not HOST:PORT")
         }
-        return (String(listen[..<colon]), port)
+        return (parsed.host, parsed.port)
     }
 
     static func json<Value: Encodable>(_ status: HTTPResponse.Status, _ value: Value) throws -> Response {

@@ -1,5 +1,6 @@
 import Foundation
 public import LifeboatCore
+import LifeboatSystem
 import Yams
 
 /// Reads an agent's YAML config. Every mistake is an error naming the file, the line and the
@@ -154,11 +155,10 @@ public enum ConfigLoader {
             peerListen: peerListen, backend: backend, coordinatorPath: normalized(path), peers: peers)
     }
 
+    /// True for `HOST:PORT` with a port other than 0 (`HostPort`).
     static func isAddress(_ text: String) -> Bool {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else {
-            return false
-        }
-        return colon != text.startIndex && (1...65535).contains(port)
+        guard let address = HostPort(parsing: text) else { return false }
+        return address.port != 0
     }
 
     /// Drops trailing slashes, so `/a/b/` and `/a/b` are the same dir.

@@ -1,6 +1,7 @@
 import CLifeboatPosix
 import Glibc
 import LifeboatJournal
+import LifeboatSystem
 
 /// Thin wrappers over the syscalls the passthrough makes on the backing dir. Each returns 0
 /// or a positive errno, which is what `fuse_reply_err` wants.
@@ -72,11 +73,9 @@ enum BackingCalls {
         return check(futimens(fd, &times))
     }
 
-    /// UTIME_OMIT, which Swift does not import: "leave this time as it is".
-    static let utimeOmit = (1 << 30) - 2
-
+    /// The time to set, or UTIME_OMIT ("leave it as it is") for nil.
     static func timespecOf(_ time: FileTime?) -> timespec {
-        guard let time else { return timespec(tv_sec: 0, tv_nsec: utimeOmit) }
+        guard let time else { return FileTimes.omitted }
         return timespec(tv_sec: Int(time.seconds), tv_nsec: Int(time.nanoseconds))
     }
 

@@ -1,5 +1,6 @@
 import CFuse3
 import Glibc
+public import LifeboatSystem
 import Synchronization
 
 /// A FUSE mount of a data dir as a journaled passthrough over its backing dir.
@@ -21,10 +22,14 @@ public final class CaptureMount: Sendable {
         var userdata: UnsafeMutableRawPointer
     }
 
-    public init(dataDir: String, backingDir: String, journal: CaptureJournal) throws(CaptureError) {
+    /// A mount of `dataDir` over `backingDir`; `calls` is the seam the writes into the backing
+    /// files go through (tests inject failures there; the journal has its own, in its writer).
+    public init(
+        dataDir: String, backingDir: String, journal: CaptureJournal, calls: any SystemCalls = RealSystemCalls()
+    ) throws(CaptureError) {
         self.dataDir = dataDir
         self.backingDir = backingDir
-        passthrough = try Passthrough(backingDir: backingDir, journal: journal)
+        passthrough = try Passthrough(backingDir: backingDir, journal: journal, calls: calls)
     }
 
     /// Mounts the data dir and starts serving. Clears a stale mount left by a killed agent;

@@ -4,6 +4,7 @@ import Foundation
 import Glibc
 public import LifeboatCore
 public import LifeboatJournal
+import LifeboatSystem
 
 /// A data dir's state at one journal position, as much of it as changed since the last
 /// snapshot: the listings of the directories that changed (and their ancestors), the metadata
@@ -176,17 +177,15 @@ extension CaptureMount {
                 guard range.lowerBound < end else { continue }
                 let count = Int(end - range.lowerBound)
                 var bytes = [UInt8](repeating: 0, count: count)
-                var done = 0
-                while done < count {
-                    let got = bytes.withUnsafeMutableBytes {
-                        pread(fd, $0.baseAddress! + done, count - done, off_t(range.lowerBound) + off_t(done))
+                let read = bytes.withUnsafeMutableBytes { buffer in
+                    Result { () throws(SystemError) in
+                        try FileIO.real.preadAll(fd, buffer, at: range.lowerBound, path: "a changed file")
                     }
-                    if got < 0 {
-                        if errno == EINTR { continue }
-                        throw CaptureError("cannot read a changed range: \(errnoText(errno))")
-                    }
-                    if got == 0 { break }
-                    done += got
+                }
+                let done: Int
+                switch read {
+                case .success(let got): done = got
+                case .failure(let error): throw CaptureError("cannot read a changed range: \(errnoText(error.code))")
                 }
                 bytes.removeLast(count - done)
                 total += UInt64(done)
@@ -220,12 +219,6 @@ extension Cut {
         result.sort { $0.offset < $1.offset }
         return result
     }
-}
-
-func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
 extension CaptureMount {

@@ -1,5 +1,6 @@
 import CFuse3
 import Glibc
+import LifeboatSystem
 
 /// Reads the kernel's mount table, and prepares a data dir to be mounted.
 public enum MountTable {

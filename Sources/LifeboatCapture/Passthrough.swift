@@ -3,6 +3,7 @@ import CLifeboatPosix
 import Foundation
 import Glibc
 import LifeboatJournal
+import LifeboatSystem
 import Synchronization
 
 /// The captured data dir: every FUSE request is done on the backing dir, and every change is
@@ -11,9 +12,13 @@ import Synchronization
 /// Threads: libfuse calls in from its worker threads. Shared state is the inode table and the
 /// journal (both locked), the namespace lock (one namespace change and its record at a
 /// time) and each inode's mutation lock (one data change and its record at a time).
+///
+/// Writes into the backing files go through `io`'s seam (`RealSystemCalls` unless a test
+/// injects failures), chosen once at init.
 final class Passthrough: Sendable {
     let inodes: InodeTable
     let journal: CaptureJournal
+    let io: FileIO
     let root: Inode
     /// Seconds the kernel may cache names and attributes: this agent is the only writer.
     let cacheTimeout: Double = 1.0
@@ -26,7 +31,7 @@ final class Passthrough: Sendable {
     /// Which directories each file was seen in.
     let parentMap = ParentMap()
 
-    init(backingDir: String, journal: CaptureJournal) throws(CaptureError) {
+    init(backingDir: String, journal: CaptureJournal, calls: any SystemCalls) throws(CaptureError) {
         let fd = Glibc.open(backingDir, BackingCalls.oPath | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw CaptureError("cannot open backing dir \(backingDir): \(errnoText(errno))") }
         let (st, err) = BackingCalls.fstat(fd)
@@ -34,6 +39,7 @@ final class Passthrough: Sendable {
         root = Inode(id: FileID.root, fd: fd, device: UInt64(st.st_dev), number: UInt64(st.st_ino), kind: S_IFDIR)
         inodes = InodeTable(root: root)
         self.journal = journal
+        io = FileIO(calls)
     }
 
     // MARK: - helpers
@@ -554,27 +560,20 @@ final class Passthrough: Sendable {
         let fd = Int32(truncatingIfNeeded: fi.pointee.fh)
         let result: Int = gate.pass {
             node.mutation.withLock { _ in
-                var done = 0
-                while done < size {
-                    let wrote = pwrite(fd, buffer + done, size - done, offset + off_t(done))
-                    if wrote < 0 {
-                        if errno == EINTR { continue }
-                        if done > 0 { break }
-                        let code = errno
-                        // The kernel moves mtime before it finds no space: journal the time the
-                        // file has now, so a replay matches the backing file.
-                        let (st, statErr) = BackingCalls.fstat(fd)
-                        if statErr == 0 {
-                            let mtime = FileTime(
-                                seconds: Int64(st.st_mtim.tv_sec), nanoseconds: UInt32(st.st_mtim.tv_nsec))
-                            let record = Mutation.setattr(
-                                file: node.id, change: AttributeChange(mtime: mtime), time: mtime)
-                            if journal.append(record) != nil { dirty.markMetadata(node.id) }
-                        }
-                        return -Int(code)
+                let (done, code) = io.pwriteMost(
+                    fd, UnsafeRawBufferPointer(start: buffer, count: size), at: UInt64(offset))
+                if done == 0 && code != 0 {
+                    // The kernel moves mtime before it finds no space: journal the time the
+                    // file has now, so a replay matches the backing file.
+                    let (st, statErr) = BackingCalls.fstat(fd)
+                    if statErr == 0 {
+                        let mtime = FileTime(
+                            seconds: Int64(st.st_mtim.tv_sec), nanoseconds: UInt32(st.st_mtim.tv_nsec))
+                        let record = Mutation.setattr(
+                            file: node.id, change: AttributeChange(mtime: mtime), time: mtime)
+                        if journal.append(record) != nil { dirty.markMetadata(node.id) }
                     }
-                    if wrote == 0 { break }
-                    done += wrote
+                    return -Int(code)
                 }
                 let time = BackingCalls.now()
                 let err = BackingCalls.setModificationTime(fd: fd, time)
@@ -879,5 +878,3 @@ public struct CaptureError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
 }
-
-func errnoText(_ code: Int32) -> String { String(cString: strerror(code)) }

@@ -3,6 +3,7 @@ import CLifeboatPosix
 import Foundation
 import Glibc
 import LifeboatJournal
+import LifeboatSystem
 import Synchronization
 
 /// Holds every change back while a snapshot takes its cut.

@@ -1,7 +1,8 @@
 import Foundation
 import LifeboatCore
 import LifeboatJournal
-import NIOCore
+public import LifeboatSystem
+public import NIOCore
 import NIOPosix
 
 /// Splits the byte stream into peer messages and checks each one's checksum.
@@ -175,13 +176,16 @@ public final class PeerConnection: Sendable {
     }
 }
 
-/// Splits `HOST:PORT`.
+/// Splits `HOST:PORT` (`HostPort`), naming the address when it is not one.
 public func splitAddress(_ address: String) throws -> (String, Int) {
-    guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
+    guard let parsed = HostPort(parsing: address) else {
         throw LifeboatError(.badInput, "address \(address) is not HOST:PORT")
     }
-    return (String(address[..<colon]), port)
+    return (parsed.host, parsed.port)
 }
+
+/// NIO's socket errors carry the errno: `isAddressInUse` matches them by it.
+extension IOError: ErrnoCarrying {}
 
 /// Listens for peer connections; each accepted connection is handed to `accept` on a
 /// thread of its own.
@@ -206,7 +210,7 @@ public final class PeerListener: Sendable {
                 }
                 .bind(host: host, port: port).wait()
         } catch {
-            let reason = "\(error)".contains("Address already in use") ? "the address is already in use" : "\(error)"
+            let reason = isAddressInUse(error) ? "the address is already in use" : "\(error)"
             throw LifeboatError(
                 .operationFailed, "the peer protocol cannot listen on \(address): \(reason)",
                 hint: "choose a free `peer_listen` address")

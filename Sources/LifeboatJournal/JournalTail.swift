@@ -1,5 +1,6 @@
 import Glibc
 public import LifeboatCore
+import LifeboatSystem
 
 /// Follows a journal directory that a live writer appends to, handing out whole, checked
 /// frames from a given seq on: what the primary streams to its peers and what a peer serves
@@ -81,7 +82,7 @@ public final class JournalTail {
         var seq = segment.firstSeq
         while seq < nextSeq {
             var header = [UInt8](repeating: 0, count: JournalFormat.frameHeaderSize)
-            let got = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
+            let got = try readAt(&header, offset)
             guard got == header.count else {
                 throw LifeboatError(.integrity, "journal segment \(segment.path) ends before seq \(nextSeq)")
             }
@@ -131,18 +132,12 @@ public final class JournalTail {
     }
 
     private func readAt(_ buffer: inout [UInt8], _ at: Int) throws -> Int {
-        var done = 0
-        while done < buffer.count {
-            let n = buffer.withUnsafeMutableBytes {
-                pread(fd, $0.baseAddress! + done, $0.count - done, off_t(at + done))
-            }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw journalIOError(errno, "reading journal segment in", directory)
-            }
-            if n == 0 { break }
-            done += n
+        do {
+            return try buffer.withUnsafeMutableBytes { raw in
+                Result { () throws(SystemError) in try FileIO.real.preadAll(fd, raw, at: UInt64(at), path: directory) }
+            }.get()
+        } catch {
+            throw journalIOError(error, "reading journal segment in", directory)
         }
-        return done
     }
 }

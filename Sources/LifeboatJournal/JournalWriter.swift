@@ -1,5 +1,6 @@
 import Glibc
 public import LifeboatCore
+public import LifeboatSystem
 import Synchronization
 
 /// Appends records to a journal directory and makes them durable on `sync()`.
@@ -13,13 +14,17 @@ import Synchronization
 /// Safe to call from many threads. Appends only copy into memory under a short lock; writing
 /// and fsyncing happen under a second lock, so appends go on while a sync waits for the disk,
 /// and callers that wait behind a sync find their records covered by it (group commit).
+///
+/// Every write, fsync, directory fsync and listing goes through the seam given at init
+/// (`RealSystemCalls` by default), so tests inject EIO, ENOSPC and EINTR here.
 public final class JournalWriter: Sendable {
     public let directory: String
     public let segmentSize: Int
+    private let io: FileIO
     /// Appended records not yet handed to the disk, and the positions.
     private let state: Mutex<State>
     /// The open segment; held while writing and fsyncing.
-    private let io: Mutex<IO>
+    private let segment: Mutex<IO>
 
     /// Bytes of appended records that make an append wait for them to be written.
     static let backpressureBytes = 8 << 20
@@ -56,14 +61,16 @@ public final class JournalWriter: Sendable {
     public let recovery: Recovery
 
     /// Opens (creating if needed) the journal in `directory` and recovers it.
-    public init(directory: String, segmentSize: Int = 16 << 20) throws {
+    public init(directory: String, segmentSize: Int = 16 << 20, calls: any SystemCalls = RealSystemCalls()) throws {
         precondition(segmentSize >= 4096)
         self.directory = directory
         self.segmentSize = segmentSize
+        let io = FileIO(calls)
+        self.io = io
         if mkdir(directory, 0o700) != 0 && errno != EEXIST {
             throw journalIOError(errno, "creating journal directory", directory)
         }
-        var segments = try Segments.list(directory)
+        var segments = try Segments.list(directory, io: io)
         var last: Position?
         var records = 0
         var torn = 0
@@ -83,36 +90,43 @@ public final class JournalWriter: Sendable {
             last = Position(epoch: 0, seq: first.firstSeq - 1)
         }
         var state = State(segments: segments, last: last, durable: last)
-        var io = IO()
+        var opened = IO()
         if let tail = segments.last {
             if tailLength < JournalFormat.segmentHeaderSize {
                 // A segment that never got its header: remove it, appending recreates it.
                 if unlink(tail.path) != 0 { throw journalIOError(errno, "removing empty segment", tail.path) }
                 segments.removeLast()
                 state.segments = segments
-                try JournalWriter.syncDirectory(directory)
+                try JournalWriter.syncDirectory(directory, io: io)
             } else {
                 let fd = open(tail.path, O_WRONLY | O_CLOEXEC)
                 guard fd >= 0 else { throw journalIOError(errno, "opening journal segment", tail.path) }
                 if torn > 0 {
-                    guard ftruncate(fd, off_t(tailLength)) == 0, fsync(fd) == 0 else {
-                        let error = journalIOError(errno, "cutting the torn tail of", tail.path)
+                    do {
+                        guard ftruncate(fd, off_t(tailLength)) == 0 else {
+                            throw journalIOError(errno, "cutting the torn tail of", tail.path)
+                        }
+                        try io.fsync(fd, path: tail.path)
+                    } catch {
                         close(fd)
+                        if let error = error as? SystemError {
+                            throw journalIOError(error, "cutting the torn tail of", tail.path)
+                        }
                         throw error
                     }
                 }
                 lseek(fd, off_t(tailLength), SEEK_SET)
-                io.fd = fd
+                opened.fd = fd
                 state.segmentBytes = tailLength
             }
         }
         self.state = Mutex(state)
-        self.io = Mutex(io)
+        self.segment = Mutex(opened)
         recovery = Recovery(last: last, records: records, tornBytesRemoved: torn)
     }
 
     deinit {
-        io.withLock { io in
+        segment.withLock { io in
             if io.fd >= 0 { close(io.fd) }
         }
     }
@@ -218,7 +232,7 @@ public final class JournalWriter: Sendable {
     /// primary's oldest record, or a new host starting from a snapshot). The old segments are
     /// removed; the next record must be `position.seq + 1`.
     public func reset(after position: Position) throws {
-        try io.withLock { io in
+        try segment.withLock { io in
             try state.withLock { state in
                 if let failure = state.failure { throw failure }
                 if io.fd >= 0 {
@@ -235,8 +249,8 @@ public final class JournalWriter: Sendable {
                 let header = JournalFormat.segmentHeader(firstSeq: firstSeq)
                 do {
                     try writeAll(fd, header)
-                    if fsync(fd) != 0 { throw journalIOError(errno, "syncing journal segment", path) }
-                    try JournalWriter.syncDirectory(directory)
+                    try sync(fd, "syncing journal segment", path)
+                    try JournalWriter.syncDirectory(directory, io: self.io)
                 } catch {
                     close(fd)
                     throw error
@@ -276,7 +290,7 @@ public final class JournalWriter: Sendable {
     /// Hands pending bytes to the segment files; with `sync`, fsyncs them too.
     @discardableResult
     private func write(sync: Bool, through seq: UInt64?) throws -> Position? {
-        try io.withLock { io in
+        try segment.withLock { io in
             let taken = try state.withLock { state -> (pending: [Pending], last: Position?)? in
                 if let failure = state.failure { throw failure }
                 if sync, let seq, let durable = state.durable, durable.seq >= seq { return nil }
@@ -291,9 +305,7 @@ public final class JournalWriter: Sendable {
                     if let segment = chunk.newSegment {
                         if io.fd >= 0 {
                             // The finished segment must be complete on disk before a later one exists.
-                            if fsync(io.fd) != 0 {
-                                throw journalIOError(errno, "syncing journal segment in", directory)
-                            }
+                            try self.sync(io.fd, "syncing journal segment in", directory)
                             close(io.fd)
                             io.fd = -1
                         }
@@ -306,11 +318,9 @@ public final class JournalWriter: Sendable {
                     written += chunk.bytes.count
                 }
                 if sync {
-                    if io.fd >= 0 && fsync(io.fd) != 0 {
-                        throw journalIOError(errno, "syncing journal segment in", directory)
-                    }
+                    if io.fd >= 0 { try self.sync(io.fd, "syncing journal segment in", directory) }
                     if io.directoryDirty {
-                        try JournalWriter.syncDirectory(directory)
+                        try JournalWriter.syncDirectory(directory, io: self.io)
                         io.directoryDirty = false
                     }
                 }
@@ -327,14 +337,20 @@ public final class JournalWriter: Sendable {
     }
 
     private func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws {
-        var done = 0
-        while done < bytes.count {
-            let wrote = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
-            if wrote < 0 {
-                if errno == EINTR { continue }
-                throw journalIOError(errno, "writing journal segment in", directory)
-            }
-            done += wrote
+        do {
+            try bytes.withUnsafeBytes { buffer in
+                Result { () throws(SystemError) in try io.writeAll(fd, buffer, path: directory) }
+            }.get()
+        } catch {
+            throw journalIOError(error, "writing journal segment in", directory)
+        }
+    }
+
+    private func sync(_ fd: Int32, _ action: String, _ path: String) throws {
+        do {
+            try io.fsync(fd, path: path)
+        } catch {
+            throw journalIOError(error, action, path)
         }
     }
 
@@ -343,7 +359,7 @@ public final class JournalWriter: Sendable {
     @discardableResult
     public func removeSegments(through seq: UInt64) throws -> Int {
         try write(sync: false, through: nil)
-        return try io.withLock { _ in
+        return try segment.withLock { _ in
             try state.withLock { state in
                 var removed = 0
                 while state.segments.count > 1, state.segments[1].firstSeq - 1 <= seq {
@@ -353,17 +369,19 @@ public final class JournalWriter: Sendable {
                     }
                     removed += 1
                 }
-                if removed > 0 { try JournalWriter.syncDirectory(directory) }
+                if removed > 0 { try JournalWriter.syncDirectory(directory, io: io) }
                 return removed
             }
         }
     }
 
     /// fsyncs a directory, so the names created or removed in it are durable.
-    public static func syncDirectory(_ directory: String) throws {
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw journalIOError(errno, "opening journal directory", directory) }
-        defer { close(fd) }
-        if fsync(fd) != 0 { throw journalIOError(errno, "syncing journal directory", directory) }
+    public static func syncDirectory(_ directory: String, io: FileIO = .real) throws {
+        do {
+            try io.fsyncDirectory(directory)
+        } catch {
+            throw journalIOError(
+                error, error.call == "open" ? "opening journal directory" : "syncing journal directory", directory)
+        }
     }
 }

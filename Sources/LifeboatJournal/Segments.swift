@@ -1,5 +1,6 @@
 import Glibc
 import LifeboatCore
+import LifeboatSystem
 
 /// A journal directory's segment files and what scanning them found.
 struct SegmentScan {
@@ -14,19 +15,15 @@ struct SegmentScan {
 
 enum Segments {
     /// The segment files of `directory`, sorted by first seq. A failed listing throws.
-    static func list(_ directory: String) throws -> [(firstSeq: UInt64, path: String)] {
-        guard let dir = opendir(directory) else { throw journalIOError(errno, "listing journal directory", directory) }
-        defer { closedir(dir) }
+    static func list(_ directory: String, io: FileIO = .real) throws -> [(firstSeq: UInt64, path: String)] {
+        let names: [String]
+        do {
+            names = try io.listNames(directory)
+        } catch {
+            throw journalIOError(error, "listing journal directory", directory)
+        }
         var found: [(UInt64, String)] = []
-        while true {
-            errno = 0
-            guard let entry = readdir(dir) else {
-                if errno != 0 { throw journalIOError(errno, "listing journal directory", directory) }
-                break
-            }
-            let name = withUnsafeBytes(of: &entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
+        for name in names {
             if let seq = JournalFormat.firstSeq(ofSegment: name) { found.append((seq, directory + "/" + name)) }
         }
         return found.sorted { $0.0 < $1.0 }
@@ -40,15 +37,13 @@ enum Segments {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw journalIOError(errno, "reading journal segment", path) }
         var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
-        var done = 0
-        while done < bytes.count {
-            let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, $0.count - done, off_t(done)) }
-            if got < 0 {
-                if errno == EINTR { continue }
-                throw journalIOError(errno, "reading journal segment", path)
-            }
-            if got == 0 { break }
-            done += got
+        let done: Int
+        do {
+            done = try bytes.withUnsafeMutableBytes { buffer in
+                Result { () throws(SystemError) in try FileIO.real.preadAll(fd, buffer, at: 0, path: path) }
+            }.get()
+        } catch {
+            throw journalIOError(error, "reading journal segment", path)
         }
         return Array(bytes.prefix(done))
     }
@@ -134,13 +129,13 @@ enum Segments {
     }
 }
 
-/// An error for a failed syscall on a journal path.
+/// An error for a failed syscall on a journal path (`underlying` is the `SystemError`).
 func journalIOError(_ code: Int32, _ action: String, _ path: String) -> LifeboatError {
-    let reason = String(cString: strerror(code))
-    if code == ENOSPC || code == EDQUOT {
-        return LifeboatError(
-            .operationFailed, "no space left on device while \(action) \(path)",
-            hint: "free space on the journal's filesystem")
-    }
-    return LifeboatError(.operationFailed, "\(action) \(path) failed: \(reason)")
+    journalIOError(SystemError(action, path, code: code), action, path)
+}
+
+/// An error for a failed call on a journal path, worded for the operator.
+func journalIOError(_ error: SystemError, _ action: String, _ path: String) -> LifeboatError {
+    LifeboatError(
+        error, action: action, path: path, spaceHint: "free space on the journal's filesystem", adviseAccess: false)
 }

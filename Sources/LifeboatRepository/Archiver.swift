@@ -2,6 +2,7 @@ import CLifeboatPosix
 import Foundation
 import Glibc
 import LifeboatCore
+import LifeboatSystem
 import Synchronization
 
 /// A source directory that could not be listed: reported and left out, never fatal below the root.
@@ -639,12 +640,12 @@ final class Archiver: @unchecked Sendable {
         let writer: PackWriter
         if type == .data {
             if dataPack == nil {
-                dataPack = try PackWriter(repository: repository.paths, syscalls: repository.syscalls)
+                dataPack = try PackWriter(repository: repository.paths, io: repository.io)
             }
             writer = dataPack!
         } else {
             if treePack == nil {
-                treePack = try PackWriter(repository: repository.paths, syscalls: repository.syscalls)
+                treePack = try PackWriter(repository: repository.paths, io: repository.io)
             }
             writer = treePack!
         }

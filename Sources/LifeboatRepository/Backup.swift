@@ -2,6 +2,7 @@ import CLifeboatPosix
 import Foundation
 import Glibc
 public import LifeboatCore
+import LifeboatSystem
 public import Synchronization
 
 /// How a backup picks the snapshot whose unchanged files it reuses without reading them.

@@ -1,5 +1,6 @@
 import Glibc
 import LifeboatCore
+import LifeboatSystem
 import Synchronization
 
 /// Reads blobs back from packs and verifies each one before handing it out.

@@ -1,4 +1,5 @@
 import LifeboatCore
+import LifeboatSystem
 
 /// One entry of a snapshot, with its path from the snapshot's root.
 public struct ListedEntry: Sendable {

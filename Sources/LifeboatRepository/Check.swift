@@ -1,5 +1,6 @@
 import Glibc
 import LifeboatCore
+import LifeboatSystem
 import Synchronization
 
 /// What `check` found.

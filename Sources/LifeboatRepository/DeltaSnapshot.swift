@@ -1,5 +1,6 @@
 import Glibc
 public import LifeboatCore
+import LifeboatSystem
 
 /// One entry of a directory listed at a cut (see `DeltaSnapshotInput`).
 public struct CutListing: Sendable {
@@ -321,10 +322,10 @@ public final class DeltaSnapshotWriter {
         if index.contains(id) || session.contains(id) { return }
         session.insert(id)
         if type == .data, dataPack == nil {
-            dataPack = try PackWriter(repository: repository.paths, syscalls: repository.syscalls)
+            dataPack = try PackWriter(repository: repository.paths, io: repository.io)
         }
         if type == .tree, treePack == nil {
-            treePack = try PackWriter(repository: repository.paths, syscalls: repository.syscalls)
+            treePack = try PackWriter(repository: repository.paths, io: repository.io)
         }
         let writer = type == .data ? dataPack! : treePack!
         if let compressed = repository.zstd.compress(raw) {

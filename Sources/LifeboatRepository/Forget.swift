@@ -1,5 +1,6 @@
 import Glibc
 import LifeboatCore
+import LifeboatSystem
 
 /// Which snapshots to keep, per group of host, workload and paths (as restic's `forget`).
 public struct RetentionPolicy: Sendable {

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 public import LifeboatCore
+import LifeboatSystem
 import Synchronization
 
 /// What a lock file says: who holds it, since when, and how long its lease lasts.
@@ -197,13 +198,6 @@ extension Repository {
     public func removeLock(_ id: ObjectID) throws {
         try removeFile(directory: paths.locksDir, name: id.hex)
     }
-}
-
-/// Seconds on a clock that keeps running while the process is stopped or the machine sleeps.
-func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_BOOTTIME, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
 /// This machine's host name.

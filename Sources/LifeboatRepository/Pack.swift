@@ -1,5 +1,6 @@
 import Glibc
 import LifeboatCore
+import LifeboatSystem
 
 /// What a blob holds.
 public enum BlobType: UInt8, Sendable {
@@ -110,16 +111,16 @@ enum PackFormat {
 /// flat whatever the pack size.
 final class PackWriter {
     private let repository: RepositoryPaths
-    private let syscalls: any StorageSyscalls
+    private let io: FileIO
     let id = ObjectID.random()
     private let tempPath: String
     private var fd: Int32
     private(set) var entries: [PackEntry] = []
     private(set) var size: UInt64 = 0
 
-    init(repository: RepositoryPaths, syscalls: any StorageSyscalls) throws {
+    init(repository: RepositoryPaths, io: FileIO) throws {
         self.repository = repository
-        self.syscalls = syscalls
+        self.io = io
         tempPath = repository.temp(in: repository.dataDir)
         fd = try Posix.open(tempPath, O_WRONLY | O_CREAT | O_EXCL, mode: 0o444, action: "creating")
         do {
@@ -135,8 +136,11 @@ final class PackWriter {
     }
 
     private func write(_ buffer: UnsafeRawBufferPointer) throws {
-        let code = syscalls.write(fd, buffer)
-        if code != 0 { throw ioError(code, "writing pack", tempPath) }
+        do {
+            try io.writeAll(fd, buffer, path: tempPath)
+        } catch {
+            throw LifeboatError(error, action: "writing pack")
+        }
         size += UInt64(buffer.count)
     }
 
@@ -155,15 +159,21 @@ final class PackWriter {
     func finish() throws -> (id: ObjectID, entries: [PackEntry]) {
         do {
             try write(PackFormat.trailer(entries))
-            let code = syscalls.fsync(fd)
-            if code != 0 { throw ioError(code, "syncing pack", tempPath) }
+            do {
+                try io.fsync(fd, path: tempPath)
+            } catch {
+                throw LifeboatError(error, action: "syncing pack")
+            }
             close(fd)
             fd = -1
             CrashPoints.reached("pack.before-rename")
             let finalPath = repository.packPath(id)
-            let renameCode = syscalls.rename(tempPath, finalPath)
-            if renameCode != 0 { throw ioError(renameCode, "renaming pack to", finalPath) }
-            try Posix.fsyncDirectory(repository.packDirectory(id), syscalls: syscalls)
+            do {
+                try io.rename(tempPath, finalPath)
+            } catch {
+                throw LifeboatError(error, action: "renaming pack to")
+            }
+            try Posix.fsyncDirectory(repository.packDirectory(id), io: io)
             CrashPoints.reached("pack.after-rename")
             return (id, entries)
         } catch {

@@ -1,5 +1,6 @@
 import Glibc
 import LifeboatCore
+import LifeboatSystem
 
 /// What `prune` did (or, with `dryRun`, would do).
 public struct PruneReport: Sendable {
@@ -111,7 +112,7 @@ extension Repository {
                 if let location = index.lookup(entry.id), keepSet.contains(index.packs[Int(location.pack)]) { continue }
                 copied.insert(entry.id)
                 let plain = try reader.read(entry.id)
-                if writer == nil { writer = try PackWriter(repository: paths, syscalls: syscalls) }
+                if writer == nil { writer = try PackWriter(repository: paths, io: io) }
                 let compressed = entry.compressed ? plain.withUnsafeBytes { zstd.compress($0) } : nil
                 if let compressed {
                     try compressed.withUnsafeBytes {

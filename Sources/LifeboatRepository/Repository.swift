@@ -1,24 +1,26 @@
 import Foundation
 import Glibc
 import LifeboatCore
+public import LifeboatSystem
 
-/// An open repository: its config, its paths, and the syscalls it writes through.
+/// An open repository: its config, its paths, and the syscall seam it writes through.
 ///
 /// Opening reads only the config; snapshots and the index are loaded by the operations
 /// that need them, snapshots first (see the commit order in Docs/repository-format.md).
 public final class Repository: Sendable {
     public let config: RepositoryConfig
     let paths: RepositoryPaths
-    let syscalls: any StorageSyscalls
+    /// Every durable write goes through it (tests inject failures here).
+    let io: FileIO
     let zstd: Zstd
     let chunker: Chunker
 
     public var path: String { paths.root }
 
-    init(paths: RepositoryPaths, config: RepositoryConfig, syscalls: any StorageSyscalls) {
+    init(paths: RepositoryPaths, config: RepositoryConfig, syscalls: any SystemCalls) {
         self.paths = paths
         self.config = config
-        self.syscalls = syscalls
+        self.io = FileIO(syscalls)
         var level = Int32(config.compression)
         if let raw = getenv("LIFEBOAT_COMPRESSION_LEVEL"), let override = Int32(String(cString: raw)) {
             level = override
@@ -32,7 +34,7 @@ public final class Repository: Sendable {
     /// Creates a repository at `path`, which must not exist or be an empty directory.
     @discardableResult
     public static func initialize(
-        at path: String, syscalls: any StorageSyscalls = SystemStorageSyscalls(), config: RepositoryConfig = .makeNew()
+        at path: String, syscalls: any SystemCalls = RealSystemCalls(), config: RepositoryConfig = .makeNew()
     ) throws -> Repository {
         let paths = RepositoryPaths(root: path)
         if Posix.exists(path) {
@@ -53,7 +55,7 @@ public final class Repository: Sendable {
         for sub in RepositoryPaths.packSubdirectories {
             try Posix.makeDirectory(paths.dataDir + "/" + sub, mode: 0o700)
         }
-        try Posix.fsyncDirectory(paths.dataDir, syscalls: syscalls)
+        try Posix.fsyncDirectory(paths.dataDir, io: FileIO(syscalls))
         let repository = Repository(paths: paths, config: config, syscalls: syscalls)
         // The config is written last: a repository without one is not a repository yet.
         try repository.writeFileAtomically(
@@ -63,7 +65,7 @@ public final class Repository: Sendable {
 
     /// Opens the repository at `path`, checking its format version.
     public static func open(
-        at path: String, syscalls: any StorageSyscalls = SystemStorageSyscalls()
+        at path: String, syscalls: any SystemCalls = RealSystemCalls()
     ) throws -> Repository {
         let paths = RepositoryPaths(root: path)
         var st = stat()
@@ -81,32 +83,14 @@ public final class Repository: Sendable {
         return Repository(paths: paths, config: config, syscalls: syscalls)
     }
 
-    /// Writes a small file the crash-safe way: temp file in the same directory, write,
-    /// fsync, rename, fsync the directory. A failure at any step leaves no partial file
-    /// under the final name.
+    /// Writes a small file the crash-safe way (`FileIO.writeFileAtomically`: temp file in the
+    /// same directory, write, fsync, rename, fsync the directory) through the repository's
+    /// seam. A failure at any step leaves no partial file under the final name.
     func writeFileAtomically(directory: String, name: String, bytes: [UInt8], crashPrefix: String?) throws {
-        let temp = paths.temp(in: directory)
-        let fd = try Posix.open(temp, O_WRONLY | O_CREAT | O_EXCL, mode: 0o444, action: "creating")
-        var closed = false
-        defer {
-            if !closed { close(fd) }
-        }
         do {
-            let code = bytes.withUnsafeBytes { syscalls.write(fd, $0) }
-            if code != 0 { throw ioError(code, "writing", temp) }
-            let syncCode = syscalls.fsync(fd)
-            if syncCode != 0 { throw ioError(syncCode, "syncing", temp) }
-            close(fd)
-            closed = true
-            if let crashPrefix { CrashPoints.reached("\(crashPrefix).before-rename") }
-            let target = directory + "/" + name
-            let renameCode = syscalls.rename(temp, target)
-            if renameCode != 0 { throw ioError(renameCode, "renaming to", target) }
-            try Posix.fsyncDirectory(directory, syscalls: syscalls)
-            if let crashPrefix { CrashPoints.reached("\(crashPrefix).after-rename") }
+            try io.writeFileAtomically(directory: directory, name: name, bytes: bytes, crashPrefix: crashPrefix)
         } catch {
-            unlink(temp)
-            throw error
+            throw ioError(error)
         }
     }
 
@@ -115,12 +99,12 @@ public final class Repository: Sendable {
     func removeFile(directory: String, name: String) throws {
         let target = directory + "/" + name
         if unlink(target) != 0 { throw ioError(errno, "removing", target) }
-        try Posix.fsyncDirectory(directory, syscalls: syscalls)
+        try Posix.fsyncDirectory(directory, io: io)
     }
 
     /// Names of objects (64 hex digits) in a directory; temp files and others are skipped.
     func listObjects(in directory: String) throws -> [ObjectID] {
-        try Posix.listDirectory(directory).compactMap { name in
+        try Posix.listDirectory(directory, io: io).compactMap { name in
             name.count == 64 ? ObjectID(hex: String(decoding: name, as: UTF8.self)) : nil
         }
     }

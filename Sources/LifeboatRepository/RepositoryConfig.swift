@@ -1,5 +1,6 @@
 import Foundation
 import LifeboatCore
+import LifeboatSystem
 
 /// The repository's `config` file: format version, id, and the parameters every writer must share.
 ///

@@ -1,3 +1,5 @@
+import LifeboatSystem
+
 /// Where each kind of object lives inside a repository directory.
 ///
 /// Packs spread over 256 subdirectories by the first byte of their id, so no directory
@@ -22,9 +24,10 @@ struct RepositoryPaths: Sendable {
     func lockPath(_ id: ObjectID) -> String { locksDir + "/" + id.hex }
 
     /// A fresh temp file name in `directory`; prune removes leftovers of crashed writers.
-    func temp(in directory: String) -> String { directory + "/" + RepositoryPaths.tempPrefix + ObjectID.random().hex }
+    func temp(in directory: String) -> String { FileIO.tempPath(in: directory) }
 
-    static let tempPrefix = ".tmp-"
+    /// The prefix of temp files (the same as `writeFileAtomically`'s).
+    static let tempPrefix = FileIO.tempPrefix
 
     /// The 256 pack subdirectory names, `00` to `ff`.
     static let packSubdirectories: [String] = (0..<256).map { value in

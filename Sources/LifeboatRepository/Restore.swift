@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 public import LifeboatCore
+import LifeboatSystem
 import Synchronization
 
 /// What a finished restore reports.

@@ -1,5 +1,6 @@
 import Foundation
 public import LifeboatCore
+import LifeboatSystem
 
 /// A snapshot manifest: the single file whose appearance commits a backup.
 ///

@@ -1,4 +1,5 @@
 public import LifeboatCore
+import LifeboatSystem
 
 /// The kind of a filesystem entry in a tree.
 public enum NodeKind: UInt8, Sendable {

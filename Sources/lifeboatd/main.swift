@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import LifeboatAgent
 import LifeboatCore
+import LifeboatSystem
 import Logging
 import Synchronization
 
@@ -37,8 +38,7 @@ struct LifeboatDaemon: ParsableCommand {
                     Log.info("API listening on http://\(configuration.listen)")
                 }
             } catch {
-                let reason =
-                    "\(error)".contains("Address already in use") ? "the address is already in use" : "\(error)"
+                let reason = isAddressInUse(error) ? "the address is already in use" : "\(error)"
                 serverFailure.withLock { $0 = "the API cannot listen on \(configuration.listen): \(reason)" }
             }
         }

@@ -1,4 +1,5 @@
 import LifeboatCore
+import LifeboatSystem
 import XCTest
 
 @testable import LifeboatRepository
@@ -115,7 +116,7 @@ final class ComponentTests: XCTestCase {
     func testPackTrailerDetectsFlippedByte() throws {
         let temp = TempDirectory()
         let repository = try Repository.initialize(at: temp.sub("repo"))
-        let writer = try PackWriter(repository: repository.paths, syscalls: SystemStorageSyscalls())
+        let writer = try PackWriter(repository: repository.paths, io: FileIO())
         let blob = textBytes(1000)
         try blob.withUnsafeBytes {
             try writer.append(id: ObjectID.hash(blob), type: .data, compressed: false, bytes: $0, rawLength: 1000)
@@ -149,5 +150,19 @@ final class ComponentTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("epoch 3"), "\(error)")
         }
         XCTAssertEqual(try Repository.open(at: temp.sub("repo")).fencingEpoch(workload: "redis"), 3)
+    }
+
+    /// An EINTR from write or fsync is retried, not taken as a failure.
+    func testInterruptedWritesAndFsyncsAreRetried() throws {
+        let temp = TempDirectory()
+        try writeFile(temp.sub("src/f"), randomBytes(100_000, seed: 9))
+        try Repository.initialize(at: temp.sub("repo"))
+        let faults = FaultyCalls([.init(.write, EINTR, times: 3), .init(.fsync, EINTR, times: 3)])
+        let repository = try Repository.open(at: temp.sub("repo"), syscalls: faults)
+        _ = try repository.backup(source: temp.sub("src"), options: BackupOptions(host: "h"))
+        XCTAssertEqual(faults.injected(.write), 3)
+        XCTAssertEqual(faults.injected(.fsync), 3)
+        XCTAssertEqual(try repository.listSnapshots().count, 1)
+        XCTAssertEqual(try repository.check(readData: true).errors, [])
     }
 }

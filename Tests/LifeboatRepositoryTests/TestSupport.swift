@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import LifeboatSystem
 import XCTest
 
 @testable import LifeboatRepository
@@ -48,18 +49,30 @@ func textBytes(_ count: Int) -> [UInt8] {
 }
 
 /// Syscalls that fail a chosen call, for fault injection.
-struct FailingSyscalls: StorageSyscalls {
+struct FailingSyscalls: SystemCalls {
     enum Failure: Sendable { case fsync, rename, write }
     let failure: Failure
-    let real = SystemStorageSyscalls()
+    let real = RealSystemCalls()
 
-    func write(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) -> Int32 {
-        failure == .write ? ENOSPC : real.write(fd, buffer)
+    func write(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) -> Int {
+        failure == .write ? -Int(ENOSPC) : real.write(fd, buffer)
     }
 
-    func fsync(_ fd: Int32) -> Int32 { failure == .fsync ? EIO : real.fsync(fd) }
+    func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, _ offset: Int64) -> Int {
+        failure == .write ? -Int(ENOSPC) : real.pwrite(fd, buffer, offset)
+    }
 
-    func rename(_ from: String, _ to: String) -> Int32 { failure == .rename ? EIO : real.rename(from, to) }
+    func fsync(_ fd: Int32) -> Int { failure == .fsync ? -Int(EIO) : real.fsync(fd) }
+
+    func rename(_ from: String, _ to: String) -> Int { failure == .rename ? -Int(EIO) : real.rename(from, to) }
+
+    func access(_ path: String, _ mode: Int32) -> Int { real.access(path, mode) }
+
+    func stat(_ path: String, followLinks: Bool, _ status: inout stat) -> Int {
+        real.stat(path, followLinks: followLinks, &status)
+    }
+
+    func listDirectory(_ path: String) -> (names: [[UInt8]], errno: Int32) { real.listDirectory(path) }
 }
 
 /// Every regular file below `root`, relative path → path.
