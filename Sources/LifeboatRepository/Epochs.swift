@@ -1,5 +1,6 @@
 import Glibc
 public import LifeboatCore
+import LifeboatSystem
 
 /// Fencing in the repository: each workload's newest epoch, announced by every new primary
 /// before it mounts, in `epochs/WORKLOAD`. A snapshot stamped with an older epoch is refused,
@@ -8,9 +9,20 @@ extension Repository {
     var epochsDir: String { paths.root + "/epochs" }
 
     /// The newest epoch announced for `workload` (0 when none was).
+    ///
+    /// Only a missing file (ENOENT) means "none announced"; any other failure to look (EIO,
+    /// EACCES on a flaky volume) throws, so a commit is refused rather than left unfenced.
     public func fencingEpoch(workload: String) throws -> UInt64 {
         let path = epochsDir + "/" + workload
-        guard access(path, F_OK) == 0 else { return 0 }
+        let announced: Bool
+        do {
+            announced = try io.exists(path)
+        } catch {
+            throw LifeboatError(
+                error, action: "looking for the announced epoch in",
+                hint: "the repository cannot tell whether a newer primary announced itself; fix the volume and retry")
+        }
+        guard announced else { return 0 }
         let text = String(decoding: try Posix.readFile(path), as: UTF8.self)
         guard let epoch = UInt64(String(text.filter { !$0.isWhitespace })) else {
             throw LifeboatError(

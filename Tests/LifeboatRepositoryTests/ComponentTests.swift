@@ -152,6 +152,27 @@ final class ComponentTests: XCTestCase {
         XCTAssertEqual(try Repository.open(at: temp.sub("repo")).fencingEpoch(workload: "redis"), 3)
     }
 
+    /// Only a missing epoch file means "none announced": an EIO or EACCES while looking must
+    /// refuse the commit, never skip the fencing. (Before the fix any access() error read as 0.)
+    func testUnreadableEpochRefusesTheCommitInsteadOfSkippingFencing() throws {
+        let temp = TempDirectory()
+        try Repository.initialize(at: temp.sub("repo"))
+        try Repository.open(at: temp.sub("repo")).announceEpoch(3, workload: "redis")
+        for code in [EIO, EACCES] {
+            let faults = FaultyCalls([.init(.access, code, where: { $0.hasSuffix("/epochs/redis") })])
+            let repository = try Repository.open(at: temp.sub("repo"), syscalls: faults)
+            XCTAssertThrowsError(try repository.checkEpoch(2, workload: "redis")) { error in
+                let underlying = (error as? LifeboatError)?.underlying as? SystemError
+                XCTAssertEqual(underlying?.code, code, "\(error)")
+            }
+            XCTAssertThrowsError(try repository.checkEpoch(5, workload: "redis"), "errno \(code)")
+            XCTAssertGreaterThan(faults.injected(.access), 0)
+        }
+        // A workload that never announced one (ENOENT) is still unfenced.
+        let faults = FaultyCalls([.init(.access, EIO, where: { $0.hasSuffix("/epochs/redis") })])
+        XCTAssertNoThrow(try Repository.open(at: temp.sub("repo"), syscalls: faults).checkEpoch(1, workload: "other"))
+    }
+
     /// An EINTR from write or fsync is retried, not taken as a failure.
     func testInterruptedWritesAndFsyncsAreRetried() throws {
         let temp = TempDirectory()
