@@ -1,6 +1,7 @@
 public import Foundation
 import Glibc
 public import LifeboatCore
+public import LifeboatSystem
 
 /// The lease on one workload: who may run it as primary, under which epoch, until when.
 public struct Lease: Codable, Sendable, Equatable {
@@ -79,12 +80,17 @@ public protocol Coordinator: Sendable {
 }
 
 /// The `local` coordinator: one JSON file per workload in a directory of one machine,
-/// replaced atomically (write, fsync, rename) under an exclusive `flock` on a lock file.
+/// replaced atomically (`writeFileAtomically`: write, fsync, rename, directory fsync) under an
+/// exclusive `flock` on a lock file. A swap whose write, fsync, rename or directory fsync
+/// failed throws: the new lease is not taken as stored.
 public struct LocalCoordinator: Coordinator {
     public let directory: String
+    /// The seam the lease files are written through (tests inject failures).
+    let io: FileIO
 
-    public init(directory: String) throws {
+    public init(directory: String, calls: any SystemCalls = RealSystemCalls()) throws {
         self.directory = directory
+        self.io = FileIO(calls)
         if mkdir(directory, 0o755) != 0 && errno != EEXIST {
             throw LifeboatError(
                 .badInput,
@@ -128,23 +134,12 @@ public struct LocalCoordinator: Coordinator {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         let bytes = Array(try encoder.encode(stored)) + [0x0a]
-        let temp = "\(directory)/.\(workload).lease.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw LifeboatError(.operationFailed, "cannot write \(temp): \(String(cString: strerror(errno)))")
-        }
-        let wrote = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let synced = wrote == bytes.count && fsync(fd) == 0
-        close(fd)
-        guard synced, rename(temp, path(workload)) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temp)
-            throw LifeboatError(.operationFailed, "cannot write lease \(path(workload)): \(reason)")
-        }
-        let dirFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dirFD >= 0 {
-            fsync(dirFD)
-            close(dirFD)
+        do {
+            try io.writeFileAtomically(
+                directory: directory, name: "\(workload).lease", bytes: bytes, mode: 0o644, crashPrefix: nil)
+        } catch {
+            throw LifeboatError(
+                .operationFailed, "cannot write lease \(path(workload)): \(errnoText(error.code))", underlying: error)
         }
         return stored
     }

@@ -1,0 +1,53 @@
+import Foundation
+import Glibc
+import LifeboatCore
+import LifeboatJournal
+import LifeboatSystem
+import XCTest
+
+@testable import LifeboatCluster
+
+/// Faults injected into the local coordinator.
+final class DurabilityTests: XCTestCase {
+    private var root = ""
+
+    override func setUpWithError() throws {
+        var template = Array("/tmp/lifeboat-cluster-faults-XXXXXX".utf8CString)
+        root = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    private let lease = Lease(workload: "w", holder: "a", epoch: 1, expiresAt: 10, version: 0, history: [])
+
+    /// A lease whose rename is not yet durable is not taken: the directory fsync's failure
+    /// fails the swap. (Before the fix its result was ignored and the swap returned the lease.)
+    func testFailedDirectoryFsyncFailsTheCompareAndSwap() throws {
+        let directory = root + "/coord"
+        let faults = FaultyCalls([.init(.fsync, EIO, where: { $0 == directory })])
+        let coordinator = try LocalCoordinator(directory: directory, calls: faults)
+        XCTAssertThrowsError(try coordinator.compareAndSwap("w", expectedVersion: nil, lease)) { error in
+            XCTAssertEqual(((error as? LifeboatError)?.underlying as? SystemError)?.code, EIO, "\(error)")
+            XCTAssertTrue("\(error)".contains("cannot write lease \(directory)/w.lease"), "\(error)")
+        }
+        XCTAssertEqual(faults.injected(.fsync), 1)
+    }
+
+    func testWriteFailuresFailTheSwapAndInterruptsAreRetried() throws {
+        let directory = root + "/coord"
+        for code in [ENOSPC, EIO] {
+            let coordinator = try LocalCoordinator(directory: directory, calls: FaultyCalls([.init(.write, code)]))
+            XCTAssertThrowsError(try coordinator.compareAndSwap("w", expectedVersion: nil, lease)) { error in
+                XCTAssertEqual(((error as? LifeboatError)?.underlying as? SystemError)?.code, code)
+            }
+            XCTAssertNil(try LocalCoordinator(directory: directory).lease("w"))
+        }
+        let faults = FaultyCalls([.init(.write, EINTR, times: 2), .init(.fsync, EINTR, times: 2)])
+        let coordinator = try LocalCoordinator(directory: directory, calls: faults)
+        XCTAssertEqual(try coordinator.compareAndSwap("w", expectedVersion: nil, lease)?.version, 1)
+        XCTAssertEqual(try LocalCoordinator(directory: directory).lease("w")?.holder, "a")
+        XCTAssertEqual(try FileIO.real.listNames(directory).filter { $0.hasPrefix(".tmp-") }, [])
+    }
+}
