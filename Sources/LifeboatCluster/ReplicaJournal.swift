@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 public import LifeboatCore
 public import LifeboatJournal
+public import LifeboatSystem
 import Synchronization
 
 /// A peer's copy of a workload's journal: records received from the primary, kept durably,
@@ -13,9 +14,16 @@ public final class ReplicaJournal: Sendable {
     private let acceptedEpochValue: Mutex<UInt64>
     let log: @Sendable (String) -> Void
 
-    public init(workload: String, writer: JournalWriter, log: @escaping @Sendable (String) -> Void) {
+    /// The seam `accepted-epoch` is written through.
+    let io: FileIO
+
+    public init(
+        workload: String, writer: JournalWriter, calls: any SystemCalls = RealSystemCalls(),
+        log: @escaping @Sendable (String) -> Void
+    ) {
         self.workload = workload
         self.writer = writer
+        self.io = FileIO(calls)
         self.log = log
         let stored =
             (try? String(contentsOfFile: writer.directory + "/accepted-epoch", encoding: .utf8))
@@ -35,7 +43,7 @@ public final class ReplicaJournal: Sendable {
                     "epoch \(epoch) is older than epoch \(accepted) this host already follows: the sender was fenced")
             }
             if epoch > accepted {
-                try writeAtomically(writer.directory + "/accepted-epoch", "\(epoch)\n")
+                try writeAcceptedEpoch(epoch)
                 accepted = epoch
             }
         }
@@ -86,6 +94,19 @@ public final class ReplicaJournal: Sendable {
         }
     }
 
+    /// Stores `epoch` in `accepted-epoch` durably: a unique temp file, fsync, rename, and an
+    /// fsync of the directory, so a restart never finds an older one.
+    private func writeAcceptedEpoch(_ epoch: UInt64) throws {
+        let path = writer.directory + "/accepted-epoch"
+        do {
+            try io.writeFileAtomically(
+                directory: writer.directory, name: "accepted-epoch", bytes: Array("\(epoch)\n".utf8), mode: 0o600)
+        } catch {
+            throw LifeboatError(
+                .operationFailed, "cannot write \(path): \(errnoText(error.code))", underlying: error)
+        }
+    }
+
     /// Copies every segment into a sibling directory named after the time; returns its path.
     func keepAside(reason: String) throws -> String {
         try writer.sync()
@@ -98,20 +119,5 @@ public final class ReplicaJournal: Sendable {
         }
         try reason.write(toFile: aside + "/REASON", atomically: true, encoding: .utf8)
         return aside
-    }
-}
-
-/// Writes a small file by write, fsync, rename.
-func writeAtomically(_ path: String, _ text: String) throws {
-    let temp = path + ".tmp"
-    let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-    guard fd >= 0 else {
-        throw LifeboatError(.operationFailed, "cannot write \(temp): \(String(cString: strerror(errno)))")
-    }
-    let bytes = Array(text.utf8)
-    let ok = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count && fsync(fd) == 0
-    close(fd)
-    guard ok, rename(temp, path) == 0 else {
-        throw LifeboatError(.operationFailed, "cannot write \(path): \(String(cString: strerror(errno)))")
     }
 }

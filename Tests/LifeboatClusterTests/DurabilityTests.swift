@@ -7,7 +7,7 @@ import XCTest
 
 @testable import LifeboatCluster
 
-/// Faults injected into the local coordinator.
+/// Faults injected into the local coordinator and the replica journal's epoch file.
 final class DurabilityTests: XCTestCase {
     private var root = ""
 
@@ -49,5 +49,25 @@ final class DurabilityTests: XCTestCase {
         XCTAssertEqual(try coordinator.compareAndSwap("w", expectedVersion: nil, lease)?.version, 1)
         XCTAssertEqual(try LocalCoordinator(directory: directory).lease("w")?.holder, "a")
         XCTAssertEqual(try FileIO.real.listNames(directory).filter { $0.hasPrefix(".tmp-") }, [])
+    }
+
+    /// The accepted epoch is renamed into place through a unique temp file and its directory
+    /// is fsynced. (Before the fix: a fixed `accepted-epoch.tmp`, no directory fsync.)
+    func testAcceptedEpochIsDurableThroughAUniqueTempFile() throws {
+        let directory = root + "/journal"
+        let writer = try JournalWriter(directory: directory)
+        // A leftover at the old fixed temp name no longer blocks the write.
+        XCTAssertEqual(mkdir(directory + "/accepted-epoch.tmp", 0o700), 0)
+        let faults = FaultyCalls([.init(.fsync, EIO, where: { $0 == directory })])
+        let failing = ReplicaJournal(workload: "w", writer: writer, calls: faults, log: { _ in })
+        XCTAssertThrowsError(try failing.accept(epoch: 2)) { error in
+            XCTAssertEqual(((error as? LifeboatError)?.underlying as? SystemError)?.code, EIO, "\(error)")
+        }
+        XCTAssertEqual(failing.acceptedEpoch, 0, "an epoch whose write failed is not taken as accepted")
+        let replica = ReplicaJournal(workload: "w", writer: writer, log: { _ in })
+        try replica.accept(epoch: 3)
+        XCTAssertEqual(replica.acceptedEpoch, 3)
+        XCTAssertEqual(ReplicaJournal(workload: "w", writer: writer, log: { _ in }).acceptedEpoch, 3)
+        XCTAssertThrowsError(try replica.accept(epoch: 2))
     }
 }
