@@ -4,6 +4,7 @@ import Glibc
 import LifeboatCapture
 import LifeboatCore
 import LifeboatJournal
+import LifeboatSystem
 
 /// The backing dir's flush points and the agent's "running" marker, kept in the journal dir.
 ///
@@ -23,8 +24,21 @@ enum Checkpoints {
     /// backing dir was not flushed through the journal's end.
     static func checkCleanStart(_ workload: WorkloadConfiguration, journalEnd: Position?) throws {
         let marker = workload.journalDir + "/running"
-        guard let previous = try? String(contentsOfFile: marker, encoding: .utf8) else { return }
-        let boot = previous.trimmingCharacters(in: .whitespacesAndNewlines)
+        let previous: [UInt8]
+        do {
+            // Only a missing marker means the agent stopped cleanly; one that cannot be read
+            // could hide a crash of the host, so it refuses the start.
+            guard let bytes = try FileIO.real.readFileIfPresent(marker) else { return }
+            previous = bytes
+        } catch {
+            throw LifeboatError(
+                .operationFailed,
+                "workload \(workload.name): cannot read the clean-start marker \(marker): \(errnoText(error.code)); whether the host crashed while the agent ran is unknown",
+                hint:
+                    "fix or remove \(marker) (remove it only if \(workload.backingDir) is known to be complete), then start again",
+                underlying: error)
+        }
+        let boot = String(decoding: previous, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         if boot == bootID() { return }  // the agent died, the host did not: the page cache survived
         let checkpoint = read(workload.journalDir)
         if let journalEnd, checkpoint.map({ $0 < journalEnd }) ?? true {
@@ -63,20 +77,13 @@ enum Checkpoints {
         return Position(parsing: text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
+    /// Writes `name` in `directory` durably (`FileIO.writeFileAtomically`).
     static func writeAtomically(_ directory: String, _ name: String, _ text: String) throws {
-        let temp = directory + "/." + name + ".tmp"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw LifeboatError(.operationFailed, "cannot write \(temp): \(String(cString: strerror(errno)))")
-        }
-        let bytes = Array(text.utf8)
-        let wrote = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd) == 0
-        close(fd)
-        guard wrote == bytes.count, synced, rename(temp, directory + "/" + name) == 0 else {
+        do {
+            try FileIO.real.writeFileAtomically(directory: directory, name: name, bytes: Array(text.utf8), mode: 0o600)
+        } catch {
             throw LifeboatError(
-                .operationFailed, "cannot write \(directory)/\(name): \(String(cString: strerror(errno)))")
+                .operationFailed, "cannot write \(directory)/\(name): \(errnoText(error.code))", underlying: error)
         }
-        try JournalWriter.syncDirectory(directory)
     }
 }
