@@ -36,7 +36,6 @@ public final class CaptureMount: Sendable {
     /// refuses a data dir that is already a live mount.
     public func start(threads: Int = 16) throws(CaptureError) {
         try MountTable.prepareMountPoint(dataDir)
-        umask(0)
         var arguments = [
             "lifeboatd", "-o", "allow_other,default_permissions,auto_unmount,fsname=lifeboat,subtype=lifeboat",
         ]

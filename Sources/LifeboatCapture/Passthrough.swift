@@ -282,10 +282,9 @@ final class Passthrough: Sendable {
         let (parentStat, _) = BackingCalls.fstat(parent.fd)
         if parentStat.st_mode & S_ISGID != 0 { gid = parentStat.st_gid }
         if fchownat(parent.fd, name, ctx.uid, gid, AT_SYMLINK_NOFOLLOW) != 0 { return undo(errno) }
-        // chown drops set-user-id and set-group-id: give the entry the mode it was made with.
-        if let mode, mode & (S_ISUID | S_ISGID) != 0, fchmodat(parent.fd, name, mode & 0o7777, 0) != 0 {
-            return undo(errno)
-        }
+        // The entry gets exactly the mode the service asked for: the process umask (left as
+        // it is) took bits off at creation, and chown dropped set-user-id and set-group-id.
+        if let mode, fchmodat(parent.fd, name, mode & 0o7777, 0) != 0 { return undo(errno) }
         let entryPath = BackingCalls.procPath(parent.fd, name)
         let id = BackingCalls.newFileID()
         var err = BackingCalls.writeFileID(id, path: entryPath)

@@ -133,4 +133,29 @@ final class CaptureFaultTests: XCTestCase {
         XCTAssertEqual(writer.durablePosition, writer.lastPosition)
         XCTAssertTrue(try writeKinds().contains(.write))
     }
+
+    /// Entries get exactly the mode the service asked for, and mounting leaves the process
+    /// umask alone. (Before the fix `start()` set the process umask to 0.)
+    func testCreatedEntriesGetTheirModesAndTheUmaskIsLeftAlone() throws {
+        let saved = umask(0o022)
+        defer { umask(saved) }
+        let (mount, _) = try mount(backing: FaultyCalls())
+        defer { mount.stop() }
+        let current = umask(0o022)
+        XCTAssertEqual(current, 0o022, "mounting changed the process umask")
+        // The service runs with umask 0 in its own process and asks for 0666 and 0777.
+        let shell = Process()
+        shell.executableURL = URL(fileURLWithPath: "/bin/sh")
+        shell.arguments = ["-c", "umask 0 && cd \(root)/data && : > file && mkdir dir && mkfifo fifo"]
+        try shell.run()
+        shell.waitUntilExit()
+        XCTAssertEqual(shell.terminationStatus, 0)
+        for (name, mode) in [("file", 0o666), ("dir", 0o777), ("fifo", 0o666)] {
+            var st = stat()
+            XCTAssertEqual(lstat(root + "/backing/" + name, &st), 0, name)
+            XCTAssertEqual(Int(st.st_mode & 0o7777), mode, "\(name) in the backing dir")
+            XCTAssertEqual(lstat(root + "/data/" + name, &st), 0, name)
+            XCTAssertEqual(Int(st.st_mode & 0o7777), mode, "\(name) in the mount")
+        }
+    }
 }
