@@ -75,7 +75,7 @@ let package = Package(
         .executableTarget(
             name: "lifeboat",
             dependencies: [
-                "LifeboatCore", "LifeboatRepository", "LifeboatJournal",
+                "LifeboatCore", "LifeboatRepository", "LifeboatJournal", "LifeboatAgent",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
@@ -86,7 +86,8 @@ let package = Package(
             dependencies: ["LifeboatCapture", "LifeboatJournal", "LifeboatCore", "CLifeboatPosix"],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "LifeboatAgentTests", dependencies: ["LifeboatAgent", "LifeboatCore"],
+            name: "LifeboatAgentTests",
+            dependencies: ["LifeboatAgent", "LifeboatCore", "LifeboatCluster", "LifeboatJournal"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "LifeboatClusterTests", dependencies: ["LifeboatCluster", "LifeboatJournal", "LifeboatCore"],
