@@ -121,6 +121,7 @@ public final class Agent: Sendable {
 
 extension Agent: ReplicaProvider {
     public func replica(for workload: String) -> ReplicaJournal? { controller(workload)?.replica(for: workload) }
+    public func hasSeedData(_ workload: String) -> Bool { controller(workload)?.hasSeedData(workload) ?? false }
     public func journalDirectory(for workload: String) -> String? {
         controller(workload)?.journalDirectory(for: workload)
     }

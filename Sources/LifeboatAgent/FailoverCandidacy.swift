@@ -6,9 +6,12 @@ import Synchronization
 public struct LocalHolding: Sendable, Equatable {
     /// This host's durable journal end.
     public var durable: Position?
+    /// What its backing dir holds.
+    public var backing: BackingState
 
-    public init(durable: Position?) {
+    public init(durable: Position?, backing: BackingState) {
         self.durable = durable
+        self.backing = backing
     }
 }
 
@@ -19,6 +22,9 @@ public struct LocalHolding: Sendable, Equatable {
 ///   the lease's history; on a tie the smaller host name goes first. A host waits for a more
 ///   advanced peer at most one TTL, then goes ahead.
 /// - After a failed recovery this host leaves the lease to the others for two TTLs.
+/// - A bootstrap prefers a host whose backing dir holds seed data: a host with an empty
+///   backing dir and an empty journal waits (at most one TTL) while a peer reports seed data
+///   or has not answered yet, so it never wins the first lease over the only copy of the data.
 public final class FailoverCandidacy: Sendable {
     public let workload: String
     public let host: String
@@ -64,7 +70,10 @@ public final class FailoverCandidacy: Sendable {
 
     /// Decides what to do with `lease` (nil: no host ever held it).
     public func decide(lease: Lease?, local: LocalHolding) -> Decision {
-        guard let lease else { return .bootstrap }
+        guard let lease else {
+            if let reason = bootstrapWait(local) { return .wait(reason) }
+            return .bootstrap
+        }
         if lease.holder == host && lease.handedOverBy != nil { return .switchover(lease) }
         guard lease.isExpired(now: clock.wall) else {
             state.withLock { $0.candidateSince = nil }
@@ -97,6 +106,24 @@ public final class FailoverCandidacy: Sendable {
             return state.candidateSince!
         }
         return now - since
+    }
+
+    /// Why this host should not take the first lease yet, or nil.
+    private func bootstrapWait(_ local: LocalHolding) -> String? {
+        guard local.backing == .empty, local.durable == nil else { return nil }
+        if candidacySeconds() > ttl { return nil }
+        var silent: [String] = []
+        for peer in peers {
+            guard let info = directory.query(peer, workload: workload, timeout: FailoverCandidacy.queryTimeout) else {
+                silent.append(peer.host)
+                continue
+            }
+            if info.seeded { return "\(peer.host) holds seed data; it takes the first lease" }
+        }
+        if !silent.isEmpty {
+            return "waiting for \(silent.joined(separator: ", ")) to answer: one of them may hold seed data"
+        }
+        return nil
     }
 
     /// Why this host should leave a free lease to a more advanced peer, or nil. After one TTL

@@ -10,11 +10,14 @@ public struct PeerInfo: Sendable, Equatable {
     public var epoch: UInt64
     /// Its role, as `WorkloadRole`'s raw value (an unknown role is kept as text).
     public var role: String
+    /// Its backing dir holds seed data (files no snapshot or journal covers).
+    public var seeded: Bool
 
-    public init(durable: Position?, epoch: UInt64, role: String) {
+    public init(durable: Position?, epoch: UInt64, role: String, seeded: Bool = false) {
         self.durable = durable
         self.epoch = epoch
         self.role = role
+        self.seeded = seeded
     }
 
     public var isPeer: Bool { role == WorkloadRole.peer.rawValue }
@@ -37,7 +40,7 @@ public struct NetworkPeers: PeerDirectory {
 
     public func query(_ peer: PeerConfiguration, workload: String, timeout: Double) -> PeerInfo? {
         PeerClient.query(peer.address, workload: workload, timeout: timeout).map {
-            PeerInfo(durable: $0.durable, epoch: $0.epoch, role: $0.role)
+            PeerInfo(durable: $0.durable, epoch: $0.epoch, role: $0.role, seeded: $0.seeded)
         }
     }
 

@@ -9,7 +9,8 @@ import LifeboatRepository
 /// `RecoveryReport`:
 ///
 /// 1. announce the epoch in the repository (older primaries' snapshots are refused from now on);
-/// 2. load the newest snapshot into the backing dir (emptied first);
+/// 2. load the newest snapshot into the backing dir (emptied first; files that no snapshot and
+///    no journal covers are moved aside, never deleted);
 /// 3. the delta: this host's own records after the snapshot, then the rest from the most
 ///    advanced peer;
 /// 4. replay the records after the snapshot (`JournalReplay`, as `lifeboat restore --journal`);
@@ -17,7 +18,9 @@ import LifeboatRepository
 /// 6. mount under the new epoch and start the streams to the peers;
 /// 7. start the service and wait until it is healthy.
 ///
-/// A bootstrap (no lease before) skips 2-4 and serves the backing dir as it is.
+/// A bootstrap (no lease before) skips 2-4 and serves the backing dir as it is; when it holds
+/// seed data, a seed snapshot of it is committed before the service starts, so every other
+/// host can restore it.
 final class RecoveryPipeline: Sendable {
     let configuration: WorkloadConfiguration
     let repositoryPath: String
@@ -69,9 +72,10 @@ final class RecoveryPipeline: Sendable {
     func run(lease: Lease, fresh: Bool, report: inout RecoveryReport, hooks: Hooks) throws {
         let epoch = lease.epoch
         try announceEpoch(epoch)
+        let backing = try BackingDir.state(of: configuration)
         var snapshotPosition: Position?
         if !fresh {
-            snapshotPosition = try loadSnapshot(report: &report)
+            snapshotPosition = try loadSnapshot(backing: backing, report: &report)
             try fetchDelta(history: lease.history, after: snapshotPosition, report: &report)
             try replay(after: snapshotPosition?.seq ?? 0, report: &report)
         }
@@ -79,7 +83,12 @@ final class RecoveryPipeline: Sendable {
         let end = writer.lastPosition
         report.position = end.map { "\($0)" }
         let history = try recordEpochStart(firstSeq: (end?.seq ?? 0) + 1)
-        _ = try mount(epoch: epoch, history: history, report: &report, hooks: hooks)
+        // A backing dir rebuilt from the snapshot and the journal (or empty) is covered from
+        // here on; seed data only once its snapshot is committed.
+        let seeded = fresh && backing == .seeded
+        if !seeded { try BackingDir.markCaptured(configuration) }
+        let runtime = try mount(epoch: epoch, history: history, report: &report, hooks: hooks)
+        if seeded { try commitSeedSnapshot(runtime: runtime, epoch: epoch, end: end) }
         try startService(report: &report, hooks: hooks)
         report.totalSeconds = clock.wall - report.startedAt + report.detectionSeconds
     }
@@ -91,14 +100,14 @@ final class RecoveryPipeline: Sendable {
 
     /// Step 2: the newest snapshot of the workload (any host's) into the emptied backing dir.
     /// Returns its position (nil: no snapshot).
-    func loadSnapshot(report: inout RecoveryReport) throws -> Position? {
+    func loadSnapshot(backing: BackingState, report: inout RecoveryReport) throws -> Position? {
         let loadStart = clock.monotonic
         defer { report.snapshotLoadSeconds = clock.monotonic - loadStart }
         let repository = try Repository.open(at: repositoryPath)
         let newest = try repository.listSnapshots().last {
             $0.snapshot.workload == name && $0.snapshot.position != nil
         }
-        try clearDirectory(configuration.backingDir)
+        try prepareBackingDir(backing)
         guard let newest else { return nil }
         let restored = try repository.restore(snapshot: newest, target: configuration.backingDir)
         if !restored.failures.isEmpty {
@@ -109,6 +118,22 @@ final class RecoveryPipeline: Sendable {
         report.snapshotBytes = restored.bytes
         report.snapshotPosition = newest.snapshot.position.map { "\($0)" }
         return newest.snapshot.position
+    }
+
+    /// Empties the backing dir for a restore. Files under capture are covered by the snapshots
+    /// and the journal and are removed; seed data is moved aside, never deleted.
+    func prepareBackingDir(_ backing: BackingState) throws {
+        switch backing {
+        case .empty:
+            return
+        case .captured:
+            try BackingDir.clear(configuration.backingDir)
+        case .seeded:
+            let aside = try BackingDir.moveAside(configuration.backingDir, now: Date(timeIntervalSince1970: clock.wall))
+            log(
+                "workload \(name): WARNING: backing dir \(configuration.backingDir) held files that no snapshot and no journal covers (seed data); moved them aside to \(aside), nothing was deleted (see Docs/replication.md#seed-data)"
+            )
+        }
     }
 
     /// Step 3: the records after the snapshot: this host's own (when they fit the lease's
@@ -180,6 +205,28 @@ final class RecoveryPipeline: Sendable {
         return runtime
     }
 
+    /// A bootstrap on seed data: commits a snapshot of it (at the journal's end, or
+    /// `(epoch, 0)` for an empty journal) before the service starts, then marks the backing
+    /// dir as captured. Until then the seed data is the only copy, and it stays one.
+    func commitSeedSnapshot(runtime: WorkloadRuntime, epoch: UInt64, end: Position?) throws {
+        let seed = WorkloadSnapshots(
+            runtime: runtime, repositoryPath: repositoryPath, host: host,
+            mayCommit: { [leases] in leases.fenceReason() })
+        let report: SnapshotReport
+        do {
+            report = try seed.snapshotNow(tags: ["seed"], positionIfEmpty: Position(epoch: epoch, seq: end?.seq ?? 0))
+        } catch {
+            throw LifeboatError(
+                .operationFailed,
+                "workload \(name): the seed snapshot of \(configuration.backingDir) failed: \(error); the files stay where they are",
+                hint: "fix the cause; the next host to take the lease tries again")
+        }
+        try BackingDir.markCaptured(configuration)
+        log(
+            "workload \(name): seed data of \(configuration.backingDir) committed as snapshot \(report.snapshot.prefix(8)) at \(report.position ?? "-") (\(report.totalBytes) bytes); every host can restore it now"
+        )
+    }
+
     /// Step 7: starts the service and waits until it passes its health command.
     func startService(report: inout RecoveryReport, hooks: Hooks) throws {
         let serviceStart = clock.monotonic
@@ -191,13 +238,5 @@ final class RecoveryPipeline: Sendable {
             try service.waitHealthy(timeout: 120)
         }
         report.serviceStartSeconds = clock.monotonic - serviceStart
-    }
-}
-
-/// Removes everything inside `directory` (not the directory itself).
-func clearDirectory(_ directory: String) throws {
-    let manager = FileManager.default
-    for name in (try? manager.contentsOfDirectory(atPath: directory)) ?? [] {
-        try manager.removeItem(atPath: directory + "/" + name)
     }
 }

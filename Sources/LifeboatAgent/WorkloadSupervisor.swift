@@ -178,9 +178,17 @@ public final class WorkloadSupervisor: Sendable {
         }
     }
 
-    /// What this host holds, for the candidacy.
+    /// What this host holds, for the candidacy. A backing dir that cannot be listed counts as
+    /// holding data (so this host never defers to others on a guess).
     private func holding() -> LocalHolding {
-        LocalHolding(durable: writer.durablePosition)
+        let backing: BackingState
+        do {
+            backing = try BackingDir.state(of: configuration)
+        } catch {
+            log("workload \(name): \(error)")
+            backing = .captured
+        }
+        return LocalHolding(durable: writer.durablePosition, backing: backing)
     }
 
     /// A peer reads the lease and takes it when it is free and this host is the best choice.
@@ -416,5 +424,8 @@ extension WorkloadSupervisor: ReplicaProvider {
     public func received(_ workload: String, bytes: Int, records: Int) {
         counters.bytesReceived.add(UInt64(bytes), ordering: .relaxed)
         counters.recordsReceived.add(UInt64(records), ordering: .relaxed)
+    }
+    public func hasSeedData(_ workload: String) -> Bool {
+        workload == name && (try? BackingDir.state(of: configuration)) == .seeded
     }
 }

@@ -23,7 +23,7 @@ final class FailoverCandidacyTests: XCTestCase {
         Lease(workload: "db", holder: holder, epoch: 2, expiresAt: clock.wall - 1, version: 7, history: history)
     }
 
-    func holding(_ durable: Position?) -> LocalHolding { LocalHolding(durable: durable) }
+    func holding(_ durable: Position?) -> LocalHolding { LocalHolding(durable: durable, backing: .captured) }
 
     func testWithoutALeaseAHostBootstraps() {
         XCTAssertEqual(candidacy().decide(lease: nil, local: holding(nil)), .bootstrap)

@@ -104,7 +104,8 @@ final class SwitchoverTests: XCTestCase {
         let lease = try XCTUnwrap(try h2.keeper.read())
         XCTAssertFalse(lease.isExpired(now: clock.wall))
         XCTAssertEqual(
-            h2.candidacy.decide(lease: lease, local: LocalHolding(durable: position(1, 42))), .switchover(lease))
+            h2.candidacy.decide(lease: lease, local: LocalHolding(durable: position(1, 42), backing: .captured)),
+            .switchover(lease))
         let taken = try XCTUnwrap(try h2.keeper.acquire(previous: lease, acceptedEpoch: 1, journalEpoch: 1))
         XCTAssertEqual(taken.epoch, 2)
         XCTAssertEqual(taken.holder, "h2")
@@ -143,11 +144,13 @@ final class TakeoverTests: XCTestCase {
         XCTAssertEqual(lease.holder, "h1")
         XCTAssertEqual(lease.expiresAt, clock.wall, "released: it ends now, not a TTL later")
         XCTAssertTrue(log.all.contains { $0.contains("releasing the lease (this host waits 20.000 s") })
-        guard case .wait = candidacy.decide(lease: lease, local: LocalHolding(durable: nil)) else {
+        guard case .wait = candidacy.decide(lease: lease, local: LocalHolding(durable: nil, backing: .captured)) else {
             return XCTFail("the host that failed took the lease again at once")
         }
         let other = TestHost("h2", peers: [], coordinator: coordinator, clock: clock)
-        XCTAssertEqual(other.candidacy.decide(lease: lease, local: LocalHolding(durable: nil)), .failover(lease))
+        XCTAssertEqual(
+            other.candidacy.decide(lease: lease, local: LocalHolding(durable: nil, backing: .captured)),
+            .failover(lease))
     }
 
     func testASuccessfulTakeoverReportsDetectionAndLease() throws {
