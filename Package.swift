@@ -84,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "lifeboat",
             dependencies: [
-                "LifeboatCore", "LifeboatRepository", "LifeboatJournal",
+                "LifeboatCore", "LifeboatRepository", "LifeboatJournal", "LifeboatAgent",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
@@ -101,7 +101,8 @@ let package = Package(
             dependencies: ["LifeboatCapture", "LifeboatJournal", "LifeboatCore", "CLifeboatPosix", "LifeboatSystem"],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "LifeboatAgentTests", dependencies: ["LifeboatAgent", "LifeboatCore", "LifeboatSystem"],
+            name: "LifeboatAgentTests",
+            dependencies: ["LifeboatAgent", "LifeboatCore", "LifeboatCluster", "LifeboatJournal", "LifeboatSystem"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "LifeboatClusterTests",

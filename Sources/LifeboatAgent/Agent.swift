@@ -10,11 +10,9 @@ import Synchronization
 /// The agent: every workload of its config, captured and journaled, until it is told to stop.
 public final class Agent: Sendable {
     public let configuration: AgentConfiguration
-    /// Workloads of an agent without a cluster: always mounted here.
-    public let workloads: [WorkloadRuntime]
-    let standaloneSnapshots: [String: WorkloadSnapshots]
-    /// Workloads of a clustered agent: primary or peer as the lease decides.
-    public let controllers: [WorkloadController]
+    /// One supervisor per workload: `standalone` without a cluster (always mounted here), else
+    /// primary or peer as the lease decides.
+    public let supervisors: [WorkloadSupervisor]
     private let peerServer = Mutex<PeerServer?>(nil)
     let log: @Sendable (String) -> Void
 
@@ -26,34 +24,30 @@ public final class Agent: Sendable {
         try Agent.prepareRepository(configuration.repository, log: log)
         if let cluster = configuration.cluster {
             let coordinator = try LocalCoordinator(directory: cluster.coordinatorPath)
-            workloads = []
-            standaloneSnapshots = [:]
-            controllers = try configuration.workloads.map {
-                try WorkloadController(
+            supervisors = try configuration.workloads.map {
+                try WorkloadSupervisor(
                     $0, agent: configuration, cluster: cluster, coordinator: coordinator, log: log)
             }
-            return
+        } else {
+            supervisors = try configuration.workloads.map {
+                try WorkloadSupervisor(standalone: $0, agent: configuration, log: log)
+            }
         }
-        controllers = []
-        let runtimes = try configuration.workloads.map { try WorkloadRuntime($0, log: log) }
-        workloads = runtimes
-        standaloneSnapshots = Dictionary(
-            uniqueKeysWithValues: runtimes.map {
-                (
-                    $0.configuration.name,
-                    WorkloadSnapshots(runtime: $0, repositoryPath: configuration.repository, host: configuration.host)
-                )
-            })
     }
 
     /// The snapshot taker of a workload, while this host may take its snapshots.
     public func snapshots(of workload: String) -> WorkloadSnapshots? {
-        if let snapshots = standaloneSnapshots[workload] { return snapshots }
-        return controllers.first { $0.configuration.name == workload }?.snapshots
+        supervisor(workload)?.snapshots
     }
 
-    public func controller(_ workload: String) -> WorkloadController? {
-        controllers.first { $0.configuration.name == workload }
+    /// The supervisor of `workload`, standalone or clustered.
+    public func supervisor(_ workload: String) -> WorkloadSupervisor? {
+        supervisors.first { $0.configuration.name == workload }
+    }
+
+    /// The supervisor of a clustered workload (nil for a standalone one).
+    public func controller(_ workload: String) -> WorkloadSupervisor? {
+        supervisor(workload).flatMap { $0.isStandalone ? nil : $0 }
     }
 
     /// Creates the repository if its directory does not exist (or is empty); checks that an
@@ -96,41 +90,38 @@ public final class Agent: Sendable {
             let server = try PeerServer(address: cluster.peerListen, provider: self, log: log)
             peerServer.withLock { $0 = server }
             log("peer protocol listening on \(cluster.peerListen); \(cluster.peers.count) peer(s)")
-            for controller in controllers { controller.start() }
+            for supervisor in supervisors { try supervisor.start() }
             return
         }
-        var started: [WorkloadRuntime] = []
-        for workload in workloads {
+        var started: [WorkloadSupervisor] = []
+        for supervisor in supervisors {
             do {
-                try workload.start()
+                try supervisor.start()
             } catch {
                 for done in started.reversed() { done.stop() }
                 throw error
             }
-            started.append(workload)
-            let position = workload.journal.writer.lastPosition.map { "\($0)" } ?? "empty"
-            let recovery = workload.journal.writer.recovery
-            log(
-                "workload \(workload.configuration.name): data dir \(workload.configuration.dataDir) mounted over \(workload.configuration.backingDir), epoch \(workload.journal.epoch), journal at \(position)"
-                    + (recovery.tornBytesRemoved > 0 ? " (cut a torn tail of \(recovery.tornBytesRemoved) bytes)" : ""))
+            started.append(supervisor)
         }
     }
 
     /// Unmounts every data dir and makes the journals durable.
     public func stop() {
-        for controller in controllers.reversed() { controller.stop() }
+        for supervisor in supervisors.reversed() where !supervisor.isStandalone { supervisor.stop() }
         peerServer.withLock { $0?.close() }
-        for workload in workloads.reversed() { workload.stop() }
+        for supervisor in supervisors.reversed() where supervisor.isStandalone { supervisor.stop() }
     }
 
-    /// The first workload whose mount disappeared from under the agent, if any.
+    /// The first standalone workload whose mount disappeared from under the agent, if any (a
+    /// clustered workload is mounted only while primary).
     public var lostMount: WorkloadRuntime? {
-        workloads.first { !$0.mount.isServing }
+        supervisors.lazy.filter(\.isStandalone).compactMap(\.runtime).first { !$0.mount.isServing }
     }
 }
 
 extension Agent: ReplicaProvider {
     public func replica(for workload: String) -> ReplicaJournal? { controller(workload)?.replica(for: workload) }
+    public func hasSeedData(_ workload: String) -> Bool { controller(workload)?.hasSeedData(workload) ?? false }
     public func journalDirectory(for workload: String) -> String? {
         controller(workload)?.journalDirectory(for: workload)
     }

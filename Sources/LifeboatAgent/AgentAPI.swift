@@ -23,7 +23,9 @@ public enum AgentAPI {
                 return text(.serviceUnavailable, "workload \(lost.configuration.name) is not mounted\n")
             }
             // In a cluster: ready when every workload has a settled role (not recovering or fenced).
-            if let busy = agent.controllers.first(where: { $0.role != .primary && $0.role != .peer }) {
+            if let busy = agent.supervisors.first(where: {
+                $0.role != .primary && $0.role != .peer && $0.role != .standalone
+            }) {
                 return text(
                     .serviceUnavailable, "workload \(busy.configuration.name) is \(busy.role.rawValue)\n")
             }
@@ -151,7 +153,7 @@ public enum AgentAPI {
         var repository: String
         var coordinator: String
         var peers: [Peer]
-        var workloads: [WorkloadController.Status]
+        var workloads: [WorkloadSupervisor.Status]
     }
 
     static func clusterStatus(_ agent: Agent) -> ClusterStatus {
@@ -160,7 +162,7 @@ public enum AgentAPI {
             host: agent.configuration.host, repository: agent.configuration.repository,
             coordinator: "\(cluster.backend.rawValue):\(cluster.coordinatorPath)",
             peers: cluster.peers.map { ClusterStatus.Peer(host: $0.host, api: $0.api, address: $0.address) },
-            workloads: agent.controllers.map(\.status))
+            workloads: agent.supervisors.map(\.status))
     }
 
     struct Status: Codable {
@@ -172,7 +174,7 @@ public enum AgentAPI {
     static func status(_ agent: Agent) -> Status {
         Status(
             host: agent.configuration.host, repository: agent.configuration.repository,
-            workloads: agent.workloads.map { workload in
+            workloads: agent.supervisors.compactMap(\.runtime).map { workload in
                 let dirty = workload.mount.dirtySummary
                 return WorkloadStatus(
                     name: workload.configuration.name, dataDir: workload.configuration.dataDir,

@@ -14,21 +14,21 @@ enum Metrics {
                 "\(name){\(text)} \(value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value))\n"
         }
         let host = agent.configuration.host
-        for runtime in agent.workloads {
+        for runtime in agent.supervisors.filter(\.isStandalone).compactMap(\.runtime) {
             let labels = [("host", host), ("workload", runtime.configuration.name)]
             line("lifeboat_journal_seq", labels, Double(runtime.journal.writer.lastPosition?.seq ?? 0))
             line("lifeboat_journal_durable_seq", labels, Double(runtime.journal.writer.durablePosition?.seq ?? 0))
             line("lifeboat_epoch", labels, Double(runtime.journal.epoch))
         }
-        for controller in agent.controllers {
+        for controller in agent.supervisors where !controller.isStandalone {
             let status = controller.status
             let labels = [("host", host), ("workload", status.name)]
             line("lifeboat_journal_seq", labels, Double(controller.writer.lastPosition?.seq ?? 0))
             line("lifeboat_journal_durable_seq", labels, Double(controller.writer.durablePosition?.seq ?? 0))
             line("lifeboat_journal_oldest_seq", labels, Double(status.oldestSeq))
             line("lifeboat_epoch", labels, Double(status.epoch))
-            for role in ["peer", "recovering", "primary", "fenced", "stopped"] {
-                line("lifeboat_role", labels + [("role", role)], status.role.rawValue == role ? 1 : 0)
+            for role in [WorkloadRole.peer, .recovering, .primary, .fenced, .stopped] {
+                line("lifeboat_role", labels + [("role", role.rawValue)], status.role == role ? 1 : 0)
             }
             for peer in status.peers {
                 let peerLabels = labels + [("peer", peer.host)]
@@ -44,7 +44,7 @@ enum Metrics {
                 Double(controller.counters.recordsReceived.load(ordering: .relaxed)))
             line(
                 "lifeboat_sync_timeouts_total", labels,
-                Double(controller.counters.syncTimeouts.load(ordering: .relaxed)))
+                Double(controller.syncTimeouts))
             if let snapshot = status.lastSnapshot {
                 line("lifeboat_snapshot_seconds", labels, snapshot.seconds)
                 line("lifeboat_snapshot_stall_seconds", labels, snapshot.stallMilliseconds / 1000)

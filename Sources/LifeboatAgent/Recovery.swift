@@ -4,7 +4,7 @@ import Foundation
 public struct RecoveryReport: Codable, Sendable {
     public var epoch: UInt64
     /// `failover` (the lease expired), `switchover` (handed over) or `bootstrap` (first start).
-    public var kind: String
+    public var kind: RecoveryKind
     public var startedAt: Double
     public var snapshot: String?
     public var snapshotPosition: String?
@@ -47,9 +47,4 @@ public struct RecoveryReport: Codable, Sendable {
         case serviceStartSeconds = "service_start_seconds"
         case totalSeconds = "total_seconds"
     }
-}
-
-/// Seconds on the monotonic clock (time since boot).
-func monotonicSeconds() -> Double {
-    ProcessInfo.processInfo.systemUptime
 }

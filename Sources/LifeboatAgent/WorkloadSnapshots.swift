@@ -1,6 +1,6 @@
 import Foundation
 import LifeboatCapture
-import LifeboatCore
+public import LifeboatCore
 import LifeboatJournal
 import LifeboatRepository
 import Synchronization
@@ -81,12 +81,13 @@ public final class WorkloadSnapshots: Sendable {
     public var lastReport: SnapshotReport? { state.withLock { $0.last } }
 
     /// Takes a snapshot now and commits it. Safe to call from any thread; calls wait for
-    /// one another.
-    public func snapshotNow(tags: [String] = []) throws -> SnapshotReport {
-        try running.withLock { _ in try takeSnapshot(tags: tags) }
+    /// one another. `positionIfEmpty` is the snapshot's position when the journal holds no
+    /// record yet (a seed snapshot: recoveries use only snapshots with a position).
+    public func snapshotNow(tags: [String] = [], positionIfEmpty: Position? = nil) throws -> SnapshotReport {
+        try running.withLock { _ in try takeSnapshot(tags: tags, positionIfEmpty: positionIfEmpty) }
     }
 
-    private func takeSnapshot(tags: [String]) throws -> SnapshotReport {
+    private func takeSnapshot(tags: [String], positionIfEmpty: Position?) throws -> SnapshotReport {
         let name = runtime.configuration.name
         let repository = try Repository.open(at: repositoryPath)
         let started = Date()
@@ -111,6 +112,7 @@ public final class WorkloadSnapshots: Sendable {
             (base, cut, dirty) = try scanThenCut(writer, parentSnapshot: parent)
         }
         var input = DeltaInputBuilder.input(from: cut)
+        if input.position == nil { input.position = positionIfEmpty }
         var tree: ObjectID
         do {
             tree = try writer.build(base: base, input: input)
@@ -122,6 +124,7 @@ public final class WorkloadSnapshots: Sendable {
             method = "scan"
             (base, cut, dirty) = try scanThenCut(writer, parentSnapshot: parent)
             input = DeltaInputBuilder.input(from: cut)
+            if input.position == nil { input.position = positionIfEmpty }
             tree = try writer.build(base: base, input: input)
         } catch {
             runtime.mount.restoreDirty(dirty)
@@ -142,7 +145,8 @@ public final class WorkloadSnapshots: Sendable {
         committed = true
         dirty.closeDescriptors()
         var removed = 0
-        if let position = cut.position {
+        let position = cut.position ?? positionIfEmpty
+        if let position {
             // The journal is kept from the snapshot's position on: that is what a restore of
             // this snapshot replays, and what peers serve as the delta.
             removed = (try? runtime.journal.writer.removeSegments(through: position.seq)) ?? 0
@@ -150,7 +154,7 @@ public final class WorkloadSnapshots: Sendable {
         }
         let stats = writer.stats
         let report = SnapshotReport(
-            snapshot: result.id.hex, workload: name, position: cut.position.map { "\($0)" }, parent: parent?.hex,
+            snapshot: result.id.hex, workload: name, position: position.map { "\($0)" }, parent: parent?.hex,
             method: method, stallMilliseconds: cut.stallSeconds * 1000,
             changedBytesRead: cut.precopiedBytes + cut.stalledBytes, changedBytesReadDuringStall: cut.stalledBytes,
             baseBytesRead: writer.baseBytesRead, scanBytesRead: method == "scan" ? stats.bytesRead : 0,

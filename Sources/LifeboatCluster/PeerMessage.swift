@@ -28,8 +28,11 @@ public enum PeerMessage: Sendable, Equatable {
     case end(last: Position?)
     /// Anyone → peer: what do you hold of this workload?
     case query(workload: String)
-    /// Peer → asker: its durable position, the highest epoch it accepted and its role.
-    case position(durable: Position?, epoch: UInt64, role: String)
+    /// Peer → asker: its durable position, the highest epoch it accepted, its role, and
+    /// whether its backing dir holds seed data (files no snapshot or journal covers, that a
+    /// first primary must start from). `seeded` is one trailing byte: an older agent neither
+    /// sends it (read as false) nor reads it.
+    case position(durable: Position?, epoch: UInt64, role: String, seeded: Bool = false)
 
     public struct Hello: Sendable, Equatable {
         public var workload: String
@@ -87,11 +90,12 @@ public enum PeerMessage: Sendable, Equatable {
         case .query(let workload):
             w.u8(10)
             w.data(Array(workload.utf8))
-        case .position(let durable, let epoch, let role):
+        case .position(let durable, let epoch, let role, let seeded):
             w.u8(11)
             PeerMessage.put(durable, &w)
             w.u64(epoch)
             w.data(Array(role.utf8))
+            w.u8(seeded ? 1 : 0)
         }
         return w.bytes
     }
@@ -119,7 +123,12 @@ public enum PeerMessage: Sendable, Equatable {
         case 8: return .fetch(workload: try text(), from: try r.u64())
         case 9: return .end(last: try optionalPosition(&r))
         case 10: return .query(workload: try text())
-        case 11: return .position(durable: try optionalPosition(&r), epoch: try r.u64(), role: try text())
+        case 11:
+            let durable = try optionalPosition(&r)
+            let epoch = try r.u64()
+            let role = try text()
+            let seeded = r.remaining > 0 ? try r.u8() == 1 : false
+            return .position(durable: durable, epoch: epoch, role: role, seeded: seeded)
         default: throw LifeboatError(.integrity, "peer message of unknown type \(type)")
         }
     }

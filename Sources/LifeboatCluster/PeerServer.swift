@@ -14,6 +14,12 @@ public protocol ReplicaProvider: Sendable {
     func leaseEpoch(_ workload: String) -> UInt64?
     /// Counts bytes received, for metrics.
     func received(_ workload: String, bytes: Int, records: Int)
+    /// True when this host's backing dir of the workload holds seed data (for `query`).
+    func hasSeedData(_ workload: String) -> Bool
+}
+
+extension ReplicaProvider {
+    public func hasSeedData(_ workload: String) -> Bool { false }
 }
 
 /// Serves the peer protocol: a primary's stream, a recovering host's fetch, a query.
@@ -43,7 +49,10 @@ public final class PeerServer: Sendable {
                 try serveFetch(workload: workload, from: from, connection, provider: provider)
             case .query(let workload):
                 if let info = provider.describe(workload) {
-                    try connection.send(.position(durable: info.durable, epoch: info.epoch, role: info.role))
+                    try connection.send(
+                        .position(
+                            durable: info.durable, epoch: info.epoch, role: info.role,
+                            seeded: provider.hasSeedData(workload)))
                 } else {
                     try connection.send(.refused("no workload named \(workload) on this agent"))
                 }
@@ -149,13 +158,13 @@ public enum PeerClient {
     /// What `address` holds of `workload`, or nil when it does not answer.
     public static func query(
         _ address: String, workload: String, timeout: Double = 1
-    ) -> (durable: Position?, epoch: UInt64, role: String)? {
+    ) -> (durable: Position?, epoch: UInt64, role: String, seeded: Bool)? {
         guard let connection = try? PeerConnection.connect(to: address, timeout: timeout) else { return nil }
         defer { connection.close() }
         guard (try? connection.send(.query(workload: workload))) != nil,
-            case .position(let durable, let epoch, let role)? = try? connection.receive(timeout: timeout)
+            case .position(let durable, let epoch, let role, let seeded)? = try? connection.receive(timeout: timeout)
         else { return nil }
-        return (durable, epoch, role)
+        return (durable, epoch, role, seeded)
     }
 
     /// What a fetch brought.

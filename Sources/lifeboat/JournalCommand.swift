@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LifeboatAgent
 import LifeboatCore
 import LifeboatJournal
 
@@ -68,16 +69,9 @@ struct ReplayCommand: ParsableCommand {
 
     func run() throws {
         let last = try parseUntil(until)
-        let replayer = try Replayer(root: target)
         let started = Date()
-        var lastApplied: Position?
-        try JournalReader.read(directory: journal, from: from) { record in
-            if let last, record.position.seq > last { return false }
-            try replayer.apply(record)
-            lastApplied = record.position
-            return true
-        }
-        replayer.closeFiles()
+        let replayed = try JournalReplay.replay(journal: journal, onto: target, from: from, until: last)
+        let lastApplied = replayed.last
         if let last, lastApplied.map({ $0.seq < last }) ?? true {
             throw LifeboatError(
                 .badInput,
@@ -85,8 +79,8 @@ struct ReplayCommand: ParsableCommand {
                 hint: "the records up to \(last) are not in \(journal)")
         }
         Output.info(
-            "replayed \(replayer.applied) records up to \(lastApplied.map { "\($0)" } ?? "nothing") in \(String(format: "%.2f", Date().timeIntervalSince(started))) s"
-                + (replayer.skippedNameless > 0 ? " (\(replayer.skippedNameless) on files with no name skipped)" : ""))
+            "replayed \(replayed.records) records up to \(lastApplied.map { "\($0)" } ?? "nothing") in \(String(format: "%.2f", Date().timeIntervalSince(started))) s"
+                + (replayed.skippedNameless > 0 ? " (\(replayed.skippedNameless) on files with no name skipped)" : ""))
     }
 }
 
@@ -98,14 +92,10 @@ func parseUntil(_ text: String?) throws -> UInt64? {
     throw LifeboatError(.badInput, "--until \(text) is not a position", hint: "write EPOCH:SEQ, e.g. 1:42, or a seq")
 }
 
-struct JournalReplayResult {
-    var records: Int
-    var last: Position?
-}
-
-/// Replays a journal onto a restored snapshot: records after `after`, through `until`.
-enum JournalReplay {
-    static func run(journal: String, target: String, after: Position, until: UInt64?) throws -> JournalReplayResult {
+/// `restore --journal`: replays a journal onto a restored snapshot, records after `after`
+/// through `until`, with the replay a recovery runs (`JournalReplay` of LifeboatAgent).
+enum SnapshotReplay {
+    static func run(journal: String, target: String, after: Position, until: UInt64?) throws -> JournalReplay.Result {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: journal, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw LifeboatError(
@@ -116,31 +106,14 @@ enum JournalReplay {
                 .badInput, "--until \(until) is before the snapshot's position \(after)",
                 hint: "choose a position after the snapshot, or a later snapshot")
         }
-        let replayer = try Replayer(root: target)
-        defer { replayer.closeFiles() }
-        var last: Position?
-        var first = true
-        try JournalReader.read(directory: journal, from: after.seq + 1) { record in
-            if first {
-                first = false
-                guard record.position.seq == after.seq + 1 else {
-                    throw LifeboatError(
-                        .badInput,
-                        "the journal in \(journal) starts at \(record.position), but the snapshot needs the records from seq \(after.seq + 1)",
-                        hint: "the records in between were removed; use a newer snapshot or a peer's journal")
-                }
-            }
-            if let until, record.position.seq > until { return false }
-            try replayer.apply(record)
-            last = record.position
-            return true
-        }
-        if let until, (last?.seq ?? after.seq) < until {
+        let result = try JournalReplay.replay(
+            journal: journal, onto: target, from: after.seq + 1, until: until, requireFirst: true)
+        if let until, (result.last?.seq ?? after.seq) < until {
             throw LifeboatError(
                 .badInput,
-                "the journal in \(journal) ends at \(last.map { "\($0)" } ?? "the snapshot's position \(after)") before --until \(until)",
+                "the journal in \(journal) ends at \(result.last.map { "\($0)" } ?? "the snapshot's position \(after)") before --until \(until)",
                 hint: "the records up to \(until) are not in this journal")
         }
-        return JournalReplayResult(records: replayer.applied, last: last)
+        return result
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LifeboatAgent
 import LifeboatCore
 import LifeboatRepository
 
@@ -257,9 +258,9 @@ struct Restore: ParsableCommand {
                 "\(result.failures.count) entries of snapshot \(record.id.short) could not be restored and were not written",
                 hint: integrity ? "run `lifeboat check --read-data` to see the damage" : "see the warnings above")
         }
-        var replayed: JournalReplayResult?
+        var replayed: JournalReplay.Result?
         if let journal, let position = record.snapshot.position {
-            replayed = try JournalReplay.run(
+            replayed = try SnapshotReplay.run(
                 journal: journal, target: target, after: position, until: try parseUntil(until))
         }
         let seconds = TransferProgress.monotonicNow() - started

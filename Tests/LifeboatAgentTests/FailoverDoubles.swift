@@ -1,0 +1,163 @@
+import Foundation
+import LifeboatCluster
+import LifeboatCore
+import LifeboatJournal
+import Synchronization
+
+@testable import LifeboatAgent
+
+/// A clock that moves only when the test says so.
+final class ManualClock: AgentClock {
+    private let now: Mutex<(monotonic: Double, wall: Double)>
+
+    init(monotonic: Double = 100, wall: Double = 1_000_000) {
+        now = Mutex((monotonic, wall))
+    }
+
+    var monotonic: Double { now.withLock { $0.monotonic } }
+    var wall: Double { now.withLock { $0.wall } }
+
+    /// Moves both clocks on by `seconds`.
+    func advance(_ seconds: Double) {
+        now.withLock {
+            $0.monotonic += seconds
+            $0.wall += seconds
+        }
+    }
+
+    /// Sets the monotonic clock to `seconds` (the wall clock moves by as much).
+    func set(monotonic seconds: Double) {
+        now.withLock {
+            $0.wall += seconds - $0.monotonic
+            $0.monotonic = seconds
+        }
+    }
+}
+
+/// The coordinator as a dictionary: the same compare-and-swap rule as `LocalCoordinator`,
+/// with a switch that makes every call fail (the coordinator is unreachable).
+final class MemoryCoordinator: Coordinator {
+    private let leases = Mutex<[String: Lease]>([:])
+    private let down = Atomic<Bool>(false)
+    private let writes = Atomic<Int>(0)
+
+    var unreachable: Bool {
+        get { down.load(ordering: .relaxed) }
+        set { down.store(newValue, ordering: .relaxed) }
+    }
+    /// Successful writes so far.
+    var writeCount: Int { writes.load(ordering: .relaxed) }
+
+    func lease(_ workload: String) throws -> Lease? {
+        if unreachable { throw LifeboatError(.operationFailed, "coordinator unreachable") }
+        return leases.withLock { $0[workload] }
+    }
+
+    func compareAndSwap(_ workload: String, expectedVersion: UInt64?, _ new: Lease) throws -> Lease? {
+        if unreachable { throw LifeboatError(.operationFailed, "coordinator unreachable") }
+        return leases.withLock { leases in
+            let current = leases[workload]
+            guard current?.version == expectedVersion else { return nil }
+            var stored = new
+            stored.version = (current?.version ?? 0) + 1
+            leases[workload] = stored
+            writes.add(1, ordering: .relaxed)
+            return stored
+        }
+    }
+
+    /// Stores `lease` as it is (another host's write).
+    func put(_ lease: Lease) {
+        leases.withLock { $0[lease.workload] = lease }
+    }
+
+    func stored(_ workload: String = "db") -> Lease? { leases.withLock { $0[workload] } }
+}
+
+/// Peers that answer what the test set (nil: the peer does not answer).
+final class FakePeers: PeerDirectory {
+    private let answers = Mutex<[String: PeerInfo]>([:])
+    private let queries = Atomic<Int>(0)
+
+    func set(_ host: String, _ info: PeerInfo?) {
+        answers.withLock { $0[host] = info }
+    }
+
+    var queryCount: Int { queries.load(ordering: .relaxed) }
+
+    func query(_ peer: PeerConfiguration, workload: String, timeout: Double) -> PeerInfo? {
+        queries.add(1, ordering: .relaxed)
+        return answers.withLock { $0[peer.host] }
+    }
+
+    func fetch(
+        _ peer: PeerConfiguration, workload: String, from: UInt64, into writer: JournalWriter
+    ) throws
+        -> PeerClient.Fetched
+    {
+        throw LifeboatError(.operationFailed, "the fake peers serve no records")
+    }
+}
+
+/// A replication group whose peers' progress the test sets. Waits never block: they answer
+/// from the progress at once (a wait that would time out answers false).
+final class FakeGroup: ReplicationProgress {
+    private let state = Mutex<[GroupPeer]>([])
+    private let kicks = Atomic<Int>(0)
+    private let waits = Atomic<Int>(0)
+    private let stopped = Atomic<Bool>(false)
+
+    init(_ peers: [GroupPeer] = []) {
+        state.withLock { $0 = peers }
+    }
+
+    func set(_ peers: [GroupPeer]) { state.withLock { $0 = peers } }
+
+    var kickCount: Int { kicks.load(ordering: .relaxed) }
+    var waitCount: Int { waits.load(ordering: .relaxed) }
+    var isStopped: Bool { stopped.load(ordering: .relaxed) }
+
+    var peers: [GroupPeer] { state.withLock { $0 } }
+
+    func kick() { kicks.add(1, ordering: .relaxed) }
+
+    func waitReplicated(seq: UInt64, count: Int, timeout: Double) -> Bool {
+        waits.add(1, ordering: .relaxed)
+        return peers.filter { ($0.acked?.seq ?? 0) >= seq }.count >= count
+    }
+
+    func waitReplicatedBy(host: String, seq: UInt64, timeout: Double) -> Bool {
+        waits.add(1, ordering: .relaxed)
+        return peers.contains { $0.host == host && ($0.acked?.seq ?? 0) >= seq }
+    }
+
+    func stop() { stopped.store(true, ordering: .relaxed) }
+}
+
+/// Collects log lines.
+final class LogLines: Sendable {
+    private let lines = Mutex<[String]>([])
+    var all: [String] { lines.withLock { $0 } }
+    var sink: @Sendable (String) -> Void { { [self] line in lines.withLock { $0.append(line) } } }
+}
+
+func peer(_ host: String) -> PeerConfiguration {
+    PeerConfiguration(host: host, api: "\(host):7440", address: "\(host):7441")
+}
+
+func position(_ epoch: UInt64, _ seq: UInt64) -> Position { Position(epoch: epoch, seq: seq) }
+
+/// One host of a three-host test cluster, on shared doubles.
+struct TestHost {
+    let keeper: LeaseKeeper
+    let candidacy: FailoverCandidacy
+
+    init(
+        _ host: String, peers: [String], coordinator: MemoryCoordinator, clock: ManualClock,
+        directory: FakePeers = FakePeers(), ttl: Double = 10
+    ) {
+        keeper = LeaseKeeper(workload: "db", host: host, ttl: ttl, coordinator: coordinator, clock: clock)
+        candidacy = FailoverCandidacy(
+            workload: "db", host: host, ttl: ttl, peers: peers.map(peer), directory: directory, clock: clock)
+    }
+}

@@ -1,0 +1,185 @@
+import Foundation
+import LifeboatCore
+import LifeboatJournal
+import XCTest
+
+@testable import LifeboatAgent
+@testable import LifeboatCluster
+
+/// The first lease goes to the host that holds the data; recovery never deletes files that no
+/// snapshot and no journal covers; a failed listing is never read as an empty dir.
+final class SeedBootstrapTests: XCTestCase {
+    let clock = ManualClock()
+    let peers = FakePeers()
+
+    func candidacy(_ host: String = "h2", ttl: Double = 10) -> FailoverCandidacy {
+        FailoverCandidacy(
+            workload: "db", host: host, ttl: ttl, peers: ["h1", "h3"].map(peer), directory: peers, clock: clock)
+    }
+
+    let empty = LocalHolding(durable: nil, backing: .empty)
+
+    func testAnEmptyHostDefersTheFirstLeaseToAPeerWithSeedData() {
+        peers.set("h1", PeerInfo(durable: nil, epoch: 0, role: "peer", seeded: true))
+        peers.set("h3", PeerInfo(durable: nil, epoch: 0, role: "peer"))
+        guard case .wait(let reason) = candidacy().decide(lease: nil, local: empty) else {
+            return XCTFail("an empty host took the first lease over the seeded one")
+        }
+        XCTAssertTrue(reason.contains("h1 holds seed data"), reason)
+    }
+
+    /// A peer that does not answer yet (its agent is starting) may hold the seed: wait for it.
+    func testAnEmptyHostWaitsForAPeerThatDoesNotAnswerYet() {
+        peers.set("h1", nil)
+        peers.set("h3", PeerInfo(durable: nil, epoch: 0, role: "peer"))
+        guard case .wait(let reason) = candidacy().decide(lease: nil, local: empty) else { return XCTFail() }
+        XCTAssertTrue(reason.contains("h1"), reason)
+    }
+
+    /// The wait is bounded: after one TTL the empty host bootstraps (the seeded host is dead).
+    func testTheBootstrapWaitLastsAtMostOneTTL() {
+        peers.set("h1", PeerInfo(durable: nil, epoch: 0, role: "peer", seeded: true))
+        let candidacy = candidacy(ttl: 10)
+        guard case .wait = candidacy.decide(lease: nil, local: empty) else { return XCTFail() }
+        clock.advance(10)
+        guard case .wait = candidacy.decide(lease: nil, local: empty) else { return XCTFail("gave up early") }
+        clock.advance(0.25)
+        XCTAssertEqual(candidacy.decide(lease: nil, local: empty), .bootstrap)
+    }
+
+    func testEmptyHostsBootstrapAtOnceWhenEveryPeerAnsweredWithoutSeedData() {
+        peers.set("h1", PeerInfo(durable: nil, epoch: 0, role: "peer"))
+        peers.set("h3", PeerInfo(durable: nil, epoch: 0, role: "peer"))
+        XCTAssertEqual(candidacy().decide(lease: nil, local: empty), .bootstrap)
+    }
+
+    func testASeededHostBootstrapsWithoutAskingAnyone() {
+        peers.set("h1", PeerInfo(durable: nil, epoch: 0, role: "peer", seeded: true))
+        XCTAssertEqual(candidacy().decide(lease: nil, local: LocalHolding(durable: nil, backing: .seeded)), .bootstrap)
+        XCTAssertEqual(peers.queryCount, 0)
+    }
+
+    func testAHostWithAJournalOrACapturedDirDoesNotDefer() {
+        peers.set("h1", PeerInfo(durable: nil, epoch: 0, role: "peer", seeded: true))
+        XCTAssertEqual(
+            candidacy().decide(lease: nil, local: LocalHolding(durable: nil, backing: .captured)), .bootstrap)
+        XCTAssertEqual(
+            candidacy().decide(lease: nil, local: LocalHolding(durable: position(1, 3), backing: .empty)), .bootstrap)
+    }
+
+    /// The flag travels as one trailing byte of `position`: an older agent's message (without
+    /// it) reads as "no seed data", and the rest of the message is unchanged.
+    func testTheSeedFlagIsOneTrailingByteOfPosition() throws {
+        let old = PeerMessage.position(durable: position(1, 5), epoch: 2, role: "peer").encoded()
+        let seeded = PeerMessage.position(durable: position(1, 5), epoch: 2, role: "peer", seeded: true).encoded()
+        XCTAssertEqual(Array(seeded.dropLast()), Array(old.dropLast()))
+        XCTAssertEqual(seeded.last, 1)
+        XCTAssertEqual(
+            try PeerMessage.decode(seeded), .position(durable: position(1, 5), epoch: 2, role: "peer", seeded: true))
+        XCTAssertEqual(
+            try PeerMessage.decode(Array(old.dropLast())),
+            .position(durable: position(1, 5), epoch: 2, role: "peer", seeded: false))
+    }
+}
+
+final class BackingDirTests: XCTestCase {
+    var root = ""
+    var workload: WorkloadConfiguration!
+
+    override func setUpWithError() throws {
+        root = NSTemporaryDirectory() + "lifeboat-backing-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        for dir in ["backing", "journal"] {
+            try FileManager.default.createDirectory(atPath: root + "/" + dir, withIntermediateDirectories: true)
+        }
+        workload = WorkloadConfiguration(
+            name: "db", capture: .fuse, dataDir: root + "/data", backingDir: root + "/backing",
+            journalDir: root + "/journal")
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    func write(_ path: String, _ text: String = "seed") throws {
+        try Data(text.utf8).write(to: URL(fileURLWithPath: root + "/" + path))
+    }
+
+    func testAnEmptyDirWithoutMarkerIsEmpty() throws {
+        XCTAssertEqual(try BackingDir.state(of: workload), .empty)
+    }
+
+    func testFilesWithoutTheMarkerAreSeedData() throws {
+        try write("backing/PG_VERSION")
+        XCTAssertEqual(try BackingDir.state(of: workload), .seeded)
+    }
+
+    func testTheMarkerMakesTheFilesCaptured() throws {
+        try write("backing/PG_VERSION")
+        try BackingDir.markCaptured(workload)
+        XCTAssertEqual(try BackingDir.state(of: workload), .captured)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/journal/" + BackingDir.markerName))
+    }
+
+    func testABackingDirThatCannotBeListedIsNeverEmpty() throws {
+        workload.backingDir = root + "/missing"
+        XCTAssertThrowsError(try BackingDir.state(of: workload))
+    }
+
+    /// Before the fix, `clearDirectory` read a failed listing as an empty dir and went on as if
+    /// it had emptied it.
+    func testClearingADirThatCannotBeListedThrows() throws {
+        try write("file")
+        XCTAssertThrowsError(try BackingDir.clear(root + "/file")) { error in
+            XCTAssertTrue("\(error)".contains("cannot list"), "\(error)")
+        }
+        XCTAssertThrowsError(try BackingDir.clear(root + "/missing"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: root + "/file"))
+    }
+
+    func testClearingEmptiesTheDirButKeepsIt() throws {
+        try write("backing/a")
+        try FileManager.default.createDirectory(atPath: root + "/backing/d/e", withIntermediateDirectories: true)
+        try BackingDir.clear(root + "/backing")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root + "/backing"), [])
+    }
+
+    /// Seed data in the way of a restore is moved aside next to the backing dir, never deleted.
+    func testARecoveryMovesSeedDataAsideInsteadOfDeletingIt() throws {
+        try write("backing/PG_VERSION", "16")
+        chmod(root + "/backing", 0o700)
+        let log = LogLines()
+        let pipeline = try makePipeline(log: log)
+        try pipeline.prepareBackingDir(try BackingDir.state(of: workload))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root + "/backing"), [])
+        let attributes = try FileManager.default.attributesOfItem(atPath: root + "/backing")
+        XCTAssertEqual((attributes[.posixPermissions] as? NSNumber)?.intValue, 0o700)
+        let aside = try FileManager.default.contentsOfDirectory(atPath: root).filter { $0.hasPrefix("backing.seed-") }
+        XCTAssertEqual(aside.count, 1)
+        XCTAssertEqual(try String(contentsOfFile: root + "/" + aside[0] + "/PG_VERSION", encoding: .utf8), "16")
+        let warning = try XCTUnwrap(log.all.first { $0.contains("WARNING") })
+        XCTAssertTrue(warning.contains(root + "/" + aside[0]), warning)
+    }
+
+    func testARecoveryEmptiesACapturedDir() throws {
+        try write("backing/old")
+        try BackingDir.markCaptured(workload)
+        let pipeline = try makePipeline(log: LogLines())
+        try pipeline.prepareBackingDir(try BackingDir.state(of: workload))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root + "/backing"), [])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root).filter { $0.contains(".seed-") }, [])
+    }
+
+    func makePipeline(log: LogLines) throws -> RecoveryPipeline {
+        let clock = ManualClock()
+        let writer = try JournalWriter(directory: workload.journalDir)
+        let leases = LeaseKeeper(workload: "db", host: "h1", ttl: 10, coordinator: MemoryCoordinator(), clock: clock)
+        let candidacy = FailoverCandidacy(
+            workload: "db", host: "h1", ttl: 10, peers: [], directory: FakePeers(), clock: clock)
+        return RecoveryPipeline(
+            configuration: workload, repositoryPath: root + "/repo", host: "h1", writer: writer,
+            replica: ReplicaJournal(workload: "db", writer: writer, log: log.sink), leases: leases,
+            candidacy: candidacy, directory: FakePeers(),
+            policy: ReplicationPolicy(workload: "db", settings: workload.replication, log: log.sink), peers: [],
+            clock: clock, log: log.sink)
+    }
+}
