@@ -14,12 +14,7 @@ lb_track_first() { LB_PIDS=("$1" "${LB_PIDS[@]+"${LB_PIDS[@]}"}"); }
 has_manifest() { compgen -G "$LB_CAP_BACKING/redis/appendonlydir/*.manifest" >/dev/null; }
 not_mounted() { ! mountpoint -q "$LB_CAP_DATA"; }
 
-if [ ! -x "$LIFEBOATD_BIN" ]; then
-    fail "setup" "lifeboatd at $LIFEBOATD_BIN" "no such executable (build it, or set LIFEBOATD_BIN)"
-    lb_finish
-fi
-# a private copy, so a rebuild during the test cannot swap the agent between its runs
-cp "$LIFEBOATD_BIN" "$LB_TMP/bin/lifeboatd" && LIFEBOATD_BIN="$LB_TMP/bin/lifeboatd"
+lb_need_agent copy
 command -v redis-server >/dev/null || { fail "setup" "redis-server installed (scripts/setup.sh)" "not found"; lb_finish; }
 
 SOCK="$LB_TMP/redis.sock"

@@ -62,9 +62,12 @@ lb_cleanup() {
     fi
 }
 
-# lb_setup: makes $LB_TMP, installs the cleanup trap, checks the binary.
+# lb_setup: makes $LB_TMP (a new temp dir, or LB_DIR when set: scripts/demo.sh keeps its
+# work dir), installs the cleanup trap, checks the binary.
 lb_setup() {
-    LB_TMP="$(mktemp -d "${TMPDIR:-/tmp}/lifeboat-$LB_NAME.XXXXXX")" || {
+    if [ -n "${LB_DIR:-}" ]; then LB_TMP=$LB_DIR && mkdir -p "$LB_TMP"; else
+        LB_TMP="$(mktemp -d "${TMPDIR:-/tmp}/lifeboat-$LB_NAME.XXXXXX")"
+    fi || {
         echo "cannot create a temp dir"
         echo "0 passed, 1 failed"
         exit 1
@@ -422,6 +425,29 @@ case "$LIFEBOATD_BIN" in
     *) LIFEBOATD_BIN="$LB_REPO_ROOT/$LIFEBOATD_BIN" ;;
 esac
 LB_AGENT_PORT_NEXT=$((17400 + RANDOM % 2000))
+
+# lb_need_agent [copy]: lifeboatd must be at LIFEBOATD_BIN (else a failed setup ends the test);
+# with "copy" (after lb_setup) the test runs a private copy, so a rebuild cannot swap it.
+lb_need_agent() {
+    if [ ! -x "$LIFEBOATD_BIN" ]; then
+        fail "setup" "lifeboatd at $LIFEBOATD_BIN" "no such executable (build it, or set LIFEBOATD_BIN)"
+        lb_finish
+    fi
+    if [ "${1:-}" = copy ]; then cp "$LIFEBOATD_BIN" "$LB_TMP/bin/lifeboatd" && LIFEBOATD_BIN="$LB_TMP/bin/lifeboatd"; fi
+}
+
+# lb_need_redis_fuse: without redis-server, redis-cli or /dev/fuse the test cannot run at all:
+# it ends SKIPped, not failed
+lb_need_redis_fuse() {
+    if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+        lb_skip "$LB_NAME: redis-server and redis-cli are not installed (scripts/setup.sh)"
+        lb_finish
+    fi
+    if [ ! -c /dev/fuse ]; then
+        lb_skip "$LB_NAME: /dev/fuse is missing"
+        lb_finish
+    fi
+}
 
 # lb_capture_config NAME: writes $LB_TMP/NAME/agent.yaml for one workload NAME with
 # data/backing/journal dirs under $LB_TMP/NAME and a repository in $LB_TMP/NAME/volume/repo.
