@@ -44,14 +44,6 @@ fc_status() {
     fc status --workload "${CL_WORKLOAD:-redis}" "$url" "$@"
 }
 
-# a service pid goes first in LB_PIDS, so the EXIT trap kills it before the agent
-lb_track_first() { LB_PIDS=("$1" "${LB_PIDS[@]+"${LB_PIDS[@]}"}"); }
-# lb_untrack PID: PID has ended (and was waited for): keep the cleanup from killing a reused pid
-lb_untrack() {
-    local p keep=()
-    for p in "${LB_PIDS[@]+"${LB_PIDS[@]}"}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    LB_PIDS=("${keep[@]+"${keep[@]}"}")
-}
 
 # mounts_on DIR: how many mounts sit exactly on DIR (mountinfo: works on dead mounts too)
 mounts_on() { awk -v p="$1" '$5 == p { n++ } END { print n + 0 }' /proc/self/mountinfo; }
@@ -133,11 +125,7 @@ fo_teardown() {
         [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
     done
     for pid in "${LB_PIDS[@]+"${LB_PIDS[@]}"}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -CONT "$pid" 2>/dev/null
-            kill -KILL "$pid" 2>/dev/null
-            wait "$pid" 2>/dev/null
-        fi
+        if kill -0 "$pid" 2>/dev/null; then lb_kill_pid "$pid"; fi
     done
     LB_PIDS=()
     AGENT_PIDS=("" "" "")

@@ -10,8 +10,6 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 lb_setup
-# a service pid goes first in LB_PIDS, so the EXIT trap kills it before the agent
-lb_track_first() { LB_PIDS=("$1" "${LB_PIDS[@]+"${LB_PIDS[@]}"}"); }
 not_mounted() { ! mountpoint -q "$LB_CAP_DATA"; }
 
 lb_need_agent copy

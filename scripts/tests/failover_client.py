@@ -121,9 +121,15 @@ class ErrorReply(str):
 
 
 class Redis:
-    def __init__(self, host, port, timeout):
-        self.s = socket.create_connection((host, port), timeout=timeout)
-        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    """A RESP connection over TCP (HOST, PORT), or over the unix socket UNIX (capture-redis.sh)."""
+    def __init__(self, host, port, timeout, unix=None):
+        if unix is None:
+            self.s = socket.create_connection((host, port), timeout=timeout)
+            self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        else:
+            self.s = socket.socket(socket.AF_UNIX)
+            self.s.settimeout(timeout)
+            self.s.connect(unix)
         self.f = self.s.makefile("rb")
 
     def close(self):
@@ -133,12 +139,18 @@ class Redis:
             except OSError:
                 pass
 
-    def call(self, *args):
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    def send(self, cmds):
+        """Sends the commands (argument tuples) at once; their replies come by reply()."""
+        out = []
+        for args in cmds:
+            out.append(b"*%d\r\n" % len(args))
+            for a in args:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                out.append(b"$%d\r\n%s\r\n" % (len(a), a))
         self.s.sendall(b"".join(out))
+
+    def call(self, *args):
+        self.send([args])
         return self.reply()
 
     def reply(self):
