@@ -10,8 +10,13 @@
 # curl (agent API from scripts), sqlite3 redis-server postgresql postgresql-contrib (real
 # services inside a captured data dir; the Debian services are disabled, tests start their
 # own), fio (capture benchmark), rsync (failover benchmark's comparison).
+#
+# As root it runs apt-get itself; as another user through sudo (a fresh Debian 12 has no sudo:
+# run it as root there).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+LB_SCRIPT=setup
+. scripts/lib/common.sh
 
 packages=(libfuse3-dev fuse3 libzstd-dev pkg-config attr util-linux time python3 restic borgbackup
     curl sqlite3 redis-server postgresql postgresql-contrib fio rsync)
@@ -21,10 +26,8 @@ for package in "${packages[@]}"; do
 done
 if ((${#missing[@]})); then
     echo "setup: installing ${missing[*]}" >&2
-    sudo=""
-    [[ $(id -u) -eq 0 ]] || sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if [[ "${1:-}" != "--no-build" ]]; then

@@ -2,8 +2,12 @@
 # Runs every test: the Swift unit tests, then the integration scripts against the release
 # binary (crash safety, full disk, concurrency, bad input, progress, memory).
 # Installs what it needs first (scripts/setup.sh). Ends with one line `N passed, N failed`.
+# The integration scripts need root (FUSE mounts, loopback addresses): as another user they
+# run through sudo; the Swift tests run as the caller.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+LB_SCRIPT=test
+. scripts/lib/common.sh
 
 scripts/setup.sh || exit 1
 
@@ -15,7 +19,7 @@ swift_passed=$(grep -cE "^Test Case '.*' passed" "$log")
 swift_failed=$(grep -cE "^Test Case '.*' failed" "$log")
 if ((swift_status != 0 && swift_failed == 0)); then swift_failed=1; fi
 
-scripts/tests/run-all.sh 2>&1 | tee "$log"
+as_root scripts/tests/run-all.sh 2>&1 | tee "$log"
 scripts_status=${PIPESTATUS[0]}
 summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
 scripts_passed=$(echo "$summary" | awk '{print $1}')

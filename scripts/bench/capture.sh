@@ -68,28 +68,9 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
-CMDLINE=$(printf '%q ' "$0" "$@")
-CMDLINE=${CMDLINE% }
-
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
-
-MARKDOWN=0
-MARKDOWN_FILE=""
-while (($#)); do
-    case "$1" in
-        --markdown)
-            MARKDOWN=1; shift
-            if (($#)) && [[ $1 != -* ]]; then MARKDOWN_FILE=$1; shift; fi ;;
-        --markdown=*) MARKDOWN=1; MARKDOWN_FILE=${1#--markdown=}; shift ;;
-        -h|--help) usage; exit 0 ;;
-        *) echo "capture.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
-    esac
-done
-if [[ -n $MARKDOWN_FILE && $MARKDOWN_FILE != /* ]]; then MARKDOWN_FILE="$PWD/$MARKDOWN_FILE"; fi
-
-die() { echo "capture.sh: ERROR: $*" >&2; exit 1; }
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+LB_SCRIPT=capture.sh
+. "$SCRIPT_DIR/../lib/bench.sh"
+bench_args "$@"
 
 BENCH_QUICK=${BENCH_QUICK:-0}
 if [[ $BENCH_QUICK == 1 ]]; then
@@ -97,12 +78,9 @@ if [[ $BENCH_QUICK == 1 ]]; then
 else
     q_seq=1G q_rw=64M q_rt=15 q_files=20000 q_scale=10 q_pgt=20
 fi
-BENCH_DIR=${BENCH_DIR:-/var/tmp/lifeboat-bench}
 BENCH_SKIP=${BENCH_SKIP:-}
 BENCH_NATIVE_ONLY=${BENCH_NATIVE_ONLY:-0}
 BENCH_ROUNDS=${BENCH_ROUNDS:-1}
-BENCH_WARM=${BENCH_WARM:-0}
-BENCH_KEEP=${BENCH_KEEP:-0}
 BENCH_SEQ_SIZE=${BENCH_SEQ_SIZE:-$q_seq}
 BENCH_RANDWRITE_SIZE=${BENCH_RANDWRITE_SIZE:-$q_rw}
 BENCH_RUNTIME=${BENCH_RUNTIME:-$q_rt}
@@ -111,8 +89,6 @@ BENCH_PGBENCH_SCALE=${BENCH_PGBENCH_SCALE:-$q_scale}
 BENCH_PGBENCH_TIME=${BENCH_PGBENCH_TIME:-$q_pgt}
 BENCH_PGBENCH_CLIENTS=${BENCH_PGBENCH_CLIENTS:-4}
 BENCH_PGBENCH_JOBS=${BENCH_PGBENCH_JOBS:-2}
-LIFEBOATD_BIN=${LIFEBOATD_BIN:-$REPO_ROOT/.build/release/lifeboatd}
-case "$LIFEBOATD_BIN" in /*) ;; *) LIFEBOATD_BIN="$REPO_ROOT/$LIFEBOATD_BIN" ;; esac
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
 ALL_TESTS=(seqwrite randwrite randread metadata pgbench snapshot)
@@ -175,31 +151,10 @@ if [[ $BENCH_NATIVE_ONLY != 1 ]]; then
     command -v mountpoint >/dev/null || die "mountpoint is missing (util-linux)"
 fi
 
-# --- page cache --------------------------------------------------------------------------------
-if [[ $BENCH_WARM == 1 ]]; then
-    CACHE_MODE="warm (page cache NOT dropped, BENCH_WARM=1; randread reads from the page cache)"
-else
-    sync
-    if ! { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
-        die "cannot drop the page cache (need a writable /proc/sys/vm/drop_caches); set BENCH_WARM=1"
-    fi
-    CACHE_MODE="cold (sync; echo 3 > /proc/sys/vm/drop_caches before every measured run)"
-fi
-drop_caches() {
-    [[ $BENCH_WARM == 1 ]] && return 0
-    sync
-    echo 3 >/proc/sys/vm/drop_caches
-}
+cache_setup "before every measured run"
 
 # --- work dir and cleanup ----------------------------------------------------------------------
-CREATED_BENCH_DIR=0
-if [[ ! -d $BENCH_DIR ]]; then
-    mkdir -p "$BENCH_DIR"
-    CREATED_BENCH_DIR=1
-fi
-BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
-WORK=$(mktemp -d "$BENCH_DIR/capture.XXXXXX")
-chmod 755 "$WORK"   # the postgres user must reach its data dirs under it
+bench_workdir capture # the postgres user must reach its data dirs under it (755)
 
 NATIVE=$WORK/native       # the plain dir on the backing filesystem
 BACKING=$WORK/backing     # where the mount's files really live (same filesystem as NATIVE)
@@ -215,45 +170,13 @@ mkdir -p "$NATIVE" "$BACKING" "$MOUNT" "$VOLUME" "$PGSOCK" "$LOGS"
 chmod 755 "$NATIVE" "$BACKING" "$MOUNT"
 : >"$RESULTS"
 
-AGENT_PID=""
 PG_PID=""
 PG_DATA=""
-AGENT_HWM_KB=""
-AGENT_CPU_S=""
-AGENT_RC=""
 AGENT_DIED=0
 JOURNAL_BYTES_RUN=""
 META_FDS=""
 AGENT_LIMITS=""
 FAILED=0
-
-# wait_gone PID SECONDS: waits until PID (a child of this shell) has exited and reaps it
-# (WAIT_RC = its exit status); 1 on timeout.
-WAIT_RC=""
-wait_gone() {
-    local pid=$1 i
-    for ((i = 0; i < $2 * 10; i++)); do
-        if ! kill -0 "$pid" 2>/dev/null || [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]]; then
-            wait "$pid" 2>/dev/null && WAIT_RC=0 || WAIT_RC=$?
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
-
-# run CMD...: runs CMD as a background child and waits for it, so that a signal to this script
-# runs the cleanup at once (bash defers traps while a foreground command runs); the cleanup
-# stops CHILD_PID. Redirections on the call apply to CMD.
-CHILD_PID=""
-run() {
-    local rc=0
-    "$@" <&0 &   # <&0: keep stdin (a background command's default stdin is /dev/null)
-    CHILD_PID=$!
-    wait "$CHILD_PID" || rc=$?
-    CHILD_PID=""
-    return "$rc"
-}
 
 pg_stop() {
     [[ -n $PG_PID ]] || return 0
@@ -266,38 +189,15 @@ pg_stop() {
     PG_PID=""
 }
 
-unmount_if_mounted() {
-    if mountpoint -q "$MOUNT" 2>/dev/null; then
-        umount "$MOUNT" 2>/dev/null || umount -l "$MOUNT" 2>/dev/null || true
-    fi
-}
-
 exec 9>&2   # the script's stderr, for the cleanup (a signal may arrive inside a redirected call)
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     exec 2>&9
-    if [[ -n $CHILD_PID ]]; then
-        kill -TERM "$CHILD_PID" 2>/dev/null || true
-        wait_gone "$CHILD_PID" 10 || { kill -KILL "$CHILD_PID" 2>/dev/null || true; wait_gone "$CHILD_PID" 5 || true; }
-    fi
+    if [[ -n $CHILD_PID ]]; then stop_pid "$CHILD_PID" 10; fi
     pg_stop
-    if [[ -n $AGENT_PID ]]; then
-        kill -TERM "$AGENT_PID" 2>/dev/null || true
-        if ! wait_gone "$AGENT_PID" 30; then
-            kill -KILL "$AGENT_PID" 2>/dev/null || true
-            wait_gone "$AGENT_PID" 10 || true
-        fi
-    fi
-    unmount_if_mounted
-    if [[ $BENCH_KEEP == 1 ]]; then
-        log "BENCH_KEEP=1: leaving $WORK"
-    elif mountpoint -q "$MOUNT" 2>/dev/null; then
-        log "$MOUNT is still mounted; NOT removing $WORK"
-    else
-        rm -rf -- "$WORK"
-        if [[ $CREATED_BENCH_DIR == 1 ]]; then rmdir -- "$BENCH_DIR" 2>/dev/null || true; fi
-    fi
+    if [[ -n $AGENT_PID ]]; then stop_pid "$AGENT_PID" 30; fi
+    bench_remove_work "$MOUNT"
     if [[ $rc -ne 0 ]]; then log "FAILED (exit $rc)"; fi
     exit "$rc"
 }
@@ -305,26 +205,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-avail=$(df -PB1 "$WORK" | awk 'NR==2 {print $4}')
-need=$((SEQ_BYTES * 5 + RW_BYTES * 3 + (BENCH_PGBENCH_SCALE * 40 + 1024) * 1048576))
-((avail >= need)) || die "not enough space in $BENCH_DIR: $((avail >> 20)) MiB free, about $((need >> 20)) MiB needed"
+bench_space $((SEQ_BYTES * 5 + RW_BYTES * 3 + (BENCH_PGBENCH_SCALE * 40 + 1024) * 1048576))
 
 # --- lifeboatd ---------------------------------------------------------------------------------
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
-agent_log_tail() {
-    echo "---- last lines of lifeboatd's log ($AGENT_LOG) ----" >&2
-    tail -n "${1:-30}" "$AGENT_LOG" >&2 2>/dev/null || true
-    echo "----" >&2
-}
-
-agent_alive() {
-    [[ -n $AGENT_PID ]] && kill -0 "$AGENT_PID" 2>/dev/null \
-        && [[ $(awk '{print $3}' "/proc/$AGENT_PID/stat" 2>/dev/null) != Z ]]
-}
-
 start_agent() {
-    local port i
+    local port
     port=$(free_port)
     cat >"$AGENT_CONFIG" <<YAML
 host: bench
@@ -337,25 +222,10 @@ workloads:
     backing_dir: $BACKING
     journal_dir: $JOURNAL
 YAML
-    log "starting lifeboatd: $LIFEBOATD_BIN --config $AGENT_CONFIG"
-    "$LIFEBOATD_BIN" --config "$AGENT_CONFIG" >>"$AGENT_LOG" 2>&1 </dev/null 9>&- &
-    AGENT_PID=$!
-    for ((i = 0; i < 300; i++)); do
-        if mountpoint -q "$MOUNT"; then
-            AGENT_LIMITS=$(awk '/^Max open files/ {print $4 "/" $5}' "/proc/$AGENT_PID/limits" 2>/dev/null || true)
-            log "lifeboatd (pid $AGENT_PID) mounted $MOUNT; RLIMIT_NOFILE ${AGENT_LIMITS:-?} (soft/hard)"
-            chmod 755 "$MOUNT" || true
-            return 0
-        fi
-        agent_alive || break
-        sleep 0.1
-    done
-    agent_log_tail
-    if agent_alive; then die "lifeboatd (pid $AGENT_PID) did not mount $MOUNT within 30 s"; fi
-    wait_gone "$AGENT_PID" 5 || true
-    AGENT_RC=$WAIT_RC
-    AGENT_PID=""
-    die "lifeboatd exited (status $AGENT_RC) without mounting $MOUNT"
+    agent_run "$AGENT_CONFIG" "mount $MOUNT" mountpoint -q "$MOUNT"
+    AGENT_LIMITS=$(awk '/^Max open files/ {print $4 "/" $5}' "/proc/$AGENT_PID/limits" 2>/dev/null || true)
+    log "lifeboatd (pid $AGENT_PID) mounted $MOUNT; RLIMIT_NOFILE ${AGENT_LIMITS:-?} (soft/hard)"
+    chmod 755 "$MOUNT" || true
 }
 
 agent_fds() {  # "N open fds (limit SOFT/HARD)" of AGENT_PID
@@ -365,44 +235,9 @@ agent_fds() {  # "N open fds (limit SOFT/HARD)" of AGENT_PID
     echo "$n open fds (RLIMIT_NOFILE ${lim:-?})"
 }
 
-agent_cpu_s() {  # utime + stime of AGENT_PID, in seconds
-    awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz}' "/proc/$AGENT_PID/stat"
-}
-
 stop_agent() {
-    [[ -n $AGENT_PID ]] || return 0
-    if agent_alive; then
-        AGENT_HWM_KB=$(awk '/^VmHWM:/ {print $2}' "/proc/$AGENT_PID/status" 2>/dev/null || true)
-        AGENT_CPU_S=$(agent_cpu_s 2>/dev/null || true)
-        JOURNAL_BYTES_RUN=$(du -sb "$JOURNAL" 2>/dev/null | cut -f1 || true)
-        log "stopping lifeboatd (pid $AGENT_PID): SIGTERM"
-        kill -TERM "$AGENT_PID"
-        if wait_gone "$AGENT_PID" 30; then
-            AGENT_RC=$WAIT_RC
-        else
-            log "lifeboatd did not exit within 30 s of SIGTERM; SIGKILL"
-            agent_log_tail 20
-            kill -KILL "$AGENT_PID" 2>/dev/null || true
-            wait_gone "$AGENT_PID" 10 || true
-            AGENT_RC=killed
-            FAILED=1
-        fi
-    fi
-    if [[ -z $AGENT_RC ]]; then   # it had died before
-        wait_gone "$AGENT_PID" 5 || true
-        AGENT_RC=${WAIT_RC:-unknown}
-    fi
-    AGENT_PID=""
-    if mountpoint -q "$MOUNT"; then
-        log "lifeboatd exited but $MOUNT is still mounted; umount -l"
-        FAILED=1
-        unmount_if_mounted
-    fi
-    if [[ $AGENT_RC != 0 ]]; then
-        log "lifeboatd exit status: $AGENT_RC"
-        agent_log_tail 20
-        FAILED=1
-    fi
+    [[ -z $AGENT_PID ]] || JOURNAL_BYTES_RUN=$(du -sb "$JOURNAL" 2>/dev/null | cut -f1 || true)
+    agent_stop "$MOUNT"
 }
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -651,29 +486,23 @@ test_pgbench() {
 
 # --- header --------------------------------------------------------------------------------------
 if [[ $BENCH_NATIVE_ONLY != 1 ]]; then
-    # run a private copy, so that a rebuild during the run cannot swap the binary
-    mkdir -p "$WORK/bin"
-    cp "$LIFEBOATD_BIN" "$WORK/bin/lifeboatd" || die "cannot copy $LIFEBOATD_BIN"
-    agent_version="built $(stat -c '%y' "$LIFEBOATD_BIN" | cut -d. -f1), sha256 $(sha256sum "$WORK/bin/lifeboatd" | cut -c1-12)"
-    LIFEBOATD_ORIGIN=$LIFEBOATD_BIN
-    LIFEBOATD_BIN=$WORK/bin/lifeboatd
+    bench_private_bins lifeboatd
 fi
-cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 {
     echo "== Lifeboat capture benchmark: FUSE mount (lifeboatd) vs native filesystem =="
     echo "command:   $CMDLINE"
     echo "env:       BENCH_DIR=$BENCH_DIR BENCH_QUICK=$BENCH_QUICK BENCH_ROUNDS=$BENCH_ROUNDS BENCH_WARM=$BENCH_WARM BENCH_SKIP=\"${BENCH_SKIP}\" BENCH_NATIVE_ONLY=$BENCH_NATIVE_ONLY"
     echo "sizes:     seq/randread file $BENCH_SEQ_SIZE, randwrite file $BENCH_RANDWRITE_SIZE, runtime ${BENCH_RUNTIME}s, $BENCH_FILES files, pgbench -s $BENCH_PGBENCH_SCALE -c $BENCH_PGBENCH_CLIENTS -j $BENCH_PGBENCH_JOBS -T $BENCH_PGBENCH_TIME"
     echo "date:      $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "machine:   nproc=$(nproc), CPU: ${cpu_model:-unknown}, kernel $(uname -r), RAM $(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-    echo "storage:   $(df -PT "$WORK" | awk 'NR==2 {print $2 " on " $1 " (" $7 ")"}'); native dir and backing dir on it"
+    echo "machine:   $(machine_line)"
+    echo "storage:   $(storage_line "$WORK"); native dir and backing dir on it"
     echo "cache:     $CACHE_MODE"
     if want seqwrite || want randwrite || want randread; then echo "fio:       $(fio --version), ioengine=psync, iodepth 1, 1 job"; fi
     if want pgbench; then echo "postgres:  $("$PG_BIN/postgres" --version), fsync=on, synchronous_commit=on, full_page_writes=on, other settings default"; fi
     if [[ $BENCH_NATIVE_ONLY == 1 ]]; then
         echo "lifeboatd: not started (BENCH_NATIVE_ONLY=1)"
     else
-        echo "lifeboatd: $LIFEBOATD_ORIGIN ($agent_version), capture: fuse"
+        echo "lifeboatd: $LIFEBOATD_ORIGIN ($LIFEBOATD_VERSION), capture: fuse"
     fi
 } | tee "$WORK/header.txt"
 
@@ -715,10 +544,13 @@ REPO_BYTES=$(du -sb "$VOLUME" 2>/dev/null | cut -f1 || true)
 } >"$WORK/footer.txt"
 echo
 cat "$WORK/footer.txt"
-python3 - "$RESULTS" "$MARKDOWN" "$MARKDOWN_FILE" "$WORK/header.txt" "$WORK/footer.txt" "$BENCH_NATIVE_ONLY" <<'PY'
+python3 - "$RESULTS" "$MARKDOWN" "$MARKDOWN_FILE" "$WORK/header.txt" "$WORK/footer.txt" "$BENCH_NATIVE_ONLY" "$LB_LIB_DIR" <<'PY'
 import sys
 
-results, markdown, md_file, header, footer, native_only = sys.argv[1:]
+results, markdown, md_file, header, footer, native_only, lib = sys.argv[1:]
+sys.path.insert(0, lib)
+from report import median, text_table, md_table, emit
+
 markdown = markdown == "1"
 ROWS = [  # key, label, unit, goal (mount/native), kind: rate (higher better) or time (lower better)
     ("seqwrite", "sequential write 1 MiB, end_fsync", "MB/s", 0.60, "rate"),
@@ -735,13 +567,6 @@ runs = {}
 for line in open(results):
     test, target, rnd, value = line.rstrip("\n").split("\t")
     runs.setdefault((test, target), []).append(None if value == "ERR" else float(value))
-
-def median(values):
-    if not values or any(v is None for v in values):
-        return None
-    ordered = sorted(values)
-    m = len(ordered) // 2
-    return ordered[m] if len(ordered) % 2 else (ordered[m - 1] + ordered[m]) / 2
 
 def fmt(v):
     if v is None:
@@ -777,31 +602,12 @@ title = ("Median of %d rounds; " % rounds if rounds > 1 else "") + \
     "ratio = mount speed / native speed (for times: native s / mount s)"
 hdr = ["test", "unit", "native", "mount", "ratio", "goal", "result"]
 
-def text_table(hdr, body):
-    widths = [max(len(str(x)) for x in col) for col in zip(hdr, *body)]
-    right = [False, False, True, True, True, False, False]
-    def line(cells):
-        return "  ".join(str(c).rjust(w) if r else str(c).ljust(w) for c, w, r in zip(cells, widths, right)).rstrip()
-    return "\n".join([line(hdr), line(["-" * w for w in widths])] + [line(r) for r in body])
-
-def md_table(hdr, body):
-    out = ["| " + " | ".join(hdr) + " |", "|---|---|---:|---:|---:|---|---|"]
-    for r in body:
-        cells = [r[0].strip() if not r[0].startswith("  ") else "&nbsp;&nbsp;" + r[0].strip()] + r[1:]
-        out.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return "\n".join(out)
-
+RIGHT = [False, False, True, True, True, False, False]
 print("\n" + title + "\n")
-print(text_table(hdr, body))
+print(text_table(hdr, body, RIGHT))
 if markdown:
-    section = ("\n## Capture: FUSE mount (lifeboatd) vs native filesystem\n\n```\n" + open(header).read()
-               + open(footer).read() + "```\n\n" + title + ".\n\n" + md_table(hdr, body) + "\n")
-    if md_file:
-        with open(md_file, "a") as f:
-            f.write(section)
-        print("\n(markdown appended to %s)" % md_file)
-    else:
-        print("\n--- markdown ---" + section)
+    emit("\n## Capture: FUSE mount (lifeboatd) vs native filesystem\n\n```\n" + open(header).read()
+         + open(footer).read() + "```\n\n" + title + ".\n\n" + md_table(hdr, body, RIGHT) + "\n", md_file)
 PY
 
 # --- snapshot part -------------------------------------------------------------------------------

@@ -70,22 +70,14 @@
 set -uo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
-CMDLINE=$(printf '%q ' "$0" "$@")
-CMDLINE=${CMDLINE% }
+LB_SCRIPT=failover.sh
+. "$SCRIPT_DIR/../lib/bench.sh"
+. "$SCRIPT_DIR/../lib/cluster.sh"
 ENVLINE=$(env | grep -E '^(BENCH_|LIFEBOATD?_BIN=)' | sort | tr '\n' ' ')
 HELPER="$SCRIPT_DIR/failover_helper.py"
+FC="$SCRIPT_DIR/../tests/failover_client.py" # status fields (fc_status, wait_primary: scripts/lib/cluster.sh)
 SERVICE="$SCRIPT_DIR/bench_service.py"
-
-usage() { sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
-case "${1:-}" in
-    -h | --help) usage; exit 0 ;;
-    "") ;;
-    *) echo "failover.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
-esac
-
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-die() { echo "failover.sh: ERROR: $*" >&2; exit 1; }
+bench_args "$@"
 bad() { echo "failover.sh: $*" >&2; exit 2; }
 
 BENCH_QUICK=${BENCH_QUICK:-0}
@@ -102,12 +94,7 @@ BENCH_MODES=${BENCH_MODES:-$q_modes}
 BENCH_STREAM_SIZE=${BENCH_STREAM_SIZE:-$q_stream}
 BENCH_FSYNC_RUNTIME=${BENCH_FSYNC_RUNTIME:-$q_rt}
 BENCH_SKIP=${BENCH_SKIP:-}
-BENCH_WARM=${BENCH_WARM:-0}
-BENCH_DIR=${BENCH_DIR:-/var/tmp/lifeboat-bench}
-BENCH_KEEP=${BENCH_KEEP:-0}
 BENCH_STREAM_TMPFS=${BENCH_STREAM_TMPFS:-auto}
-LIFEBOATD_BIN=${LIFEBOATD_BIN:-$REPO_ROOT/.build/release/lifeboatd}
-LIFEBOAT_BIN=${LIFEBOAT_BIN:-$REPO_ROOT/.build/release/lifeboat}
 
 size_bytes() { numfmt --from=iec "${1%B}" 2>/dev/null; }
 STATE_BYTES=$(size_bytes "$BENCH_STATE_SIZE") || bad "bad BENCH_STATE_SIZE: $BENCH_STATE_SIZE (use e.g. 128M, 1G)"
@@ -139,42 +126,23 @@ for c in python3 curl fio rsync numfmt; do
 done
 [[ -x $LIFEBOATD_BIN ]] || die "lifeboatd not found at $LIFEBOATD_BIN (build it, or set LIFEBOATD_BIN)"
 [[ -x $LIFEBOAT_BIN ]] || die "lifeboat not found at $LIFEBOAT_BIN (build it, or set LIFEBOAT_BIN)"
-if [[ $BENCH_WARM != 1 ]]; then
-    sync
-    { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null || die "cannot drop the page cache (/proc/sys/vm/drop_caches); set BENCH_WARM=1"
-    CACHE_MODE="dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before each kill, rsync and fio run"
-else
-    CACHE_MODE="warm (BENCH_WARM=1: never dropped)"
-fi
-drop_caches() {
-    [[ $BENCH_WARM == 1 ]] && return 0
-    sync
-    echo 3 >/proc/sys/vm/drop_caches
-}
+cache_setup "before each kill, rsync and fio run"
 
 HOSTS=(h1 h2 h3)
 ADDRS=(127.0.0.31 127.0.0.32 127.0.0.33)
 API_PORT=7440
 PEER_PORT=7441
 SVC_PORT=7442
-port_busy() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-for i in 0 1 2; do
-    for port in $API_PORT $PEER_PORT $SVC_PORT; do
-        port_busy "${ADDRS[$i]}" "$port" && die "${ADDRS[$i]}:$port is in use (another run of this bench?)"
-    done
-done
+ports_free "another run of this bench" "${ADDRS[@]}" -- $API_PORT $PEER_PORT $SVC_PORT || exit 1
 
 # --- work dir and cleanup ----------------------------------------------------------------------
-mkdir -p "$BENCH_DIR"
-BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
-WORK=$(mktemp -d "$BENCH_DIR/failover.XXXXXX") || die "cannot create a dir in $BENCH_DIR"
-chmod 755 "$WORK"
+bench_workdir failover
 LOGS=$WORK/logs
 RESULTS=$WORK/results.tsv
-mkdir -p "$LOGS" "$WORK/bin"
+mkdir -p "$LOGS"
 : >"$RESULTS"
-if ! cp "$LIFEBOATD_BIN" "$WORK/bin/lifeboatd" || ! cp "$LIFEBOAT_BIN" "$WORK/bin/lifeboat"; then die "cannot copy the binaries"; fi
-LBD="$WORK/bin/lifeboatd"
+bench_private_bins lifeboatd lifeboat
+LB="$LIFEBOAT_BIN"
 # /dev/shm (tmpfs), when it has room: the streaming test's second cluster, and where the rsync
 # part's copy of the live data waits until the failover is measured (copying 1 GiB onto the
 # shared disk right before the kill would load the disk the agents' lease files are on)
@@ -193,7 +161,6 @@ fi
 if want stream && [[ $BENCH_STREAM_TMPFS == 1 && $STREAM_TMPFS == 0 ]]; then
     die "BENCH_STREAM_TMPFS=1 but /dev/shm is not a tmpfs with $(((STREAM_BYTES * 5 + STATE_BYTES * 2) >> 20)) MiB free"
 fi
-LB="$WORK/bin/lifeboat"
 
 CL=""               # the running cluster's dir
 CL_NAME=""
@@ -206,45 +173,26 @@ FAILED=0
 PROBLEMS=$LOGS/agent-problems.txt
 : >"$PROBLEMS"
 
-is_alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null && [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) != Z ]]; }
-# wait_gone PID SECONDS: until PID (a child) has exited; reaps it
-wait_gone() {
-    local pid=$1 i
-    for ((i = 0; i < $2 * 10; i++)); do
-        if ! is_alive "$pid"; then
-            { wait "$pid"; } 2>/dev/null   # (no "Killed" notice for the SIGKILLed agent)
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
 # our_service PID: PID runs bench_service.py on a data dir of this run
 our_service() {
     local cmd
     cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") || return 1
     [[ $cmd == *bench_service.py* && $cmd == *"$WORK/"* ]]
 }
+# track_service I PID: the cleanup kills PID (host I's service) if it still runs it
 track_service() {
-    [[ ${1:-} =~ ^[0-9]+$ ]] || return 0
+    [[ ${2:-} =~ ^[0-9]+$ ]] || return 0
     local p
-    for p in "${SERVICE_PIDS[@]+"${SERVICE_PIDS[@]}"}"; do [[ $p == "$1" ]] && return 0; done
-    SERVICE_PIDS+=("$1")
+    for p in "${SERVICE_PIDS[@]+"${SERVICE_PIDS[@]}"}"; do [[ $p == "$2" ]] && return 0; done
+    SERVICE_PIDS+=("$2")
 }
 kill_services() {
     local p
     for p in "${SERVICE_PIDS[@]+"${SERVICE_PIDS[@]}"}"; do
-        if is_alive "$p" && our_service "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
+        if pid_alive "$p" && our_service "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
     done
     SERVICE_PIDS=()
 }
-unmount_below() {  # DIR: lazily detach every mount below DIR (dead FUSE mounts too)
-    local m
-    while read -r m; do
-        [[ -n $m ]] && { umount -l "$m" 2>/dev/null || fusermount3 -u -z "$m" 2>/dev/null || true; }
-    done < <(awk -v t="$1" 'index($5, t "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r)
-}
-
 # cluster_stop: SIGTERM to every agent still running (it stops its service and unmounts),
 # SIGKILL after 30 s; then the services, the mounts, and the cluster's dir (kept with BENCH_KEEP=1)
 cluster_stop() {
@@ -252,13 +200,13 @@ cluster_stop() {
     [[ -n $CL ]] || return 0
     # the primary first, so that it does not wait for peers that are gone (sync: sync_timeout)
     pid=${AGENT_PIDS[${P:-0}]}
-    if [[ -n $pid ]] && is_alive "$pid"; then
+    if [[ -n $pid ]] && pid_alive "$pid"; then
         kill -TERM "$pid" 2>/dev/null
         wait_gone "$pid" 30
     fi
     for i in 0 1 2; do
         pid=${AGENT_PIDS[$i]}
-        [[ -n $pid ]] && is_alive "$pid" && kill -TERM "$pid" 2>/dev/null
+        [[ -n $pid ]] && pid_alive "$pid" && kill -TERM "$pid" 2>/dev/null
     done
     for i in 0 1 2; do
         pid=${AGENT_PIDS[$i]}
@@ -290,7 +238,7 @@ cleanup() {
     local rc=$? p
     trap - EXIT INT TERM
     for p in "${BG_PIDS[@]+"${BG_PIDS[@]}"}"; do
-        is_alive "$p" && kill -KILL "$p" 2>/dev/null
+        pid_alive "$p" && kill -KILL "$p" 2>/dev/null
         wait "$p" 2>/dev/null
     done
     # freeze the agents first, so that none starts a service while the others go
@@ -308,15 +256,7 @@ cleanup() {
         unmount_below "$SHM"
         if [[ $BENCH_KEEP == 1 ]]; then log "BENCH_KEEP=1: leaving $SHM"; else rm -rf -- "$SHM"; fi
     fi
-    if [[ $BENCH_KEEP == 1 ]]; then
-        log "BENCH_KEEP=1: leaving $WORK"
-    elif [[ -n ${WORK:-} ]]; then
-        if awk -v t="$WORK" 'index($5, t "/") == 1 { f = 1 } END { exit !f }' /proc/self/mountinfo; then
-            log "something is still mounted below $WORK; NOT removing it"
-        else
-            rm -rf -- "$WORK"
-        fi
-    fi
+    [[ -z ${WORK:-} ]] || bench_remove_work
     [[ $rc -ne 0 ]] && log "exit $rc"
     exit "$rc"
 }
@@ -324,15 +264,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-big=$((STATE_BYTES > STREAM_BYTES ? STATE_BYTES : STREAM_BYTES))
-need=$((big * 10 + (1 << 30)))
-avail=$(df -PB1 "$WORK" | awk 'NR==2 {print $4}')
-((avail >= need)) || die "not enough space in $BENCH_DIR: $((avail >> 20)) MiB free, about $((need >> 20)) MiB needed"
+bench_space $(((STATE_BYTES > STREAM_BYTES ? STATE_BYTES : STREAM_BYTES) * 10 + (1 << 30)))
 
 calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }   # EXPR with decimals
 rec() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$RESULTS"; }   # SECTION KEY VALUE
 h() { python3 "$HELPER" "$@"; }   # (in the background: python3 "$HELPER" itself, so that $! is python's pid)
-api() { printf 'http://%s:%s' "${ADDRS[$1]}" "$API_PORT"; }
 agent_tail() {  # the last lines of every agent log of the running cluster
     local i
     for i in 0 1 2; do
@@ -342,52 +278,15 @@ agent_tail() {  # the last lines of every agent log of the running cluster
 }
 
 # --- the cluster -------------------------------------------------------------------------------
-write_config() {  # I MODE TTL
-    local i=$1 mode=$2 ttl=$3 j d
-    d="$CL/${HOSTS[$i]}"
-    mkdir -p "$d/backing"
-    chmod 755 "$d" "$d/backing"
-    {
-        cat <<YAML
-host: ${HOSTS[$i]}
-listen: ${ADDRS[$i]}:$API_PORT
-peer_listen: ${ADDRS[$i]}:$PEER_PORT
-repository: $CL/volume/repo
-coordinator:
-  backend: local
-  path: $CL/volume/coordinator
-peers:
+# the workload's service: bench_service.py, answering HTTP on ADDRS[I]:SVC_PORT
+CL_WORKLOAD=bench
+CL_SERVICE=bench_service
+CL_DISOWN=1 # no "Killed" notice from bash when the bench SIGKILLs an agent (wait_gone polls the pid)
+bench_service() {
+    cat <<YAML
+      start: "python3 $SERVICE --dir $(hdir "$1")/data --listen ${ADDRS[$1]}:$SVC_PORT"
+      health: "curl -sf -o /dev/null --max-time 2 http://${ADDRS[$1]}:$SVC_PORT/"
 YAML
-        for j in 0 1 2; do
-            [[ $j == "$i" ]] && continue
-            printf '  - host: %s\n    api: %s:%s\n    address: %s:%s\n' \
-                "${HOSTS[$j]}" "${ADDRS[$j]}" "$API_PORT" "${ADDRS[$j]}" "$PEER_PORT"
-        done
-        cat <<YAML
-workloads:
-  - name: bench
-    capture: fuse
-    data_dir: $d/data
-    backing_dir: $d/backing
-    journal_dir: $d/journal
-    replication: $mode
-    min_sync_peers: 1
-    sync_timeout: 5s
-    on_sync_timeout: fail
-    lease_ttl: ${ttl}s
-    service:
-      start: "python3 $SERVICE --dir $d/data --listen ${ADDRS[$i]}:$SVC_PORT"
-      health: "curl -sf -o /dev/null --max-time 2 http://${ADDRS[$i]}:$SVC_PORT/"
-YAML
-    } >"$d/agent.yaml"
-}
-
-agent_start() {  # I
-    local d="$CL/${HOSTS[$1]}"
-    echo "=== $(date '+%F %T') start" >>"$d/agent.log"
-    "$LBD" --config "$d/agent.yaml" >>"$d/agent.log" 2>&1 </dev/null &
-    AGENT_PIDS[$1]=$!
-    disown "$!"   # no "Killed" notice from bash when the bench SIGKILLs it (wait_gone polls the pid)
 }
 
 # cluster_start NAME MODE TTL [BASE]: a fresh cluster in BASE/NAME (default: the run's dir);
@@ -396,16 +295,14 @@ cluster_start() {
     local i out
     CL_NAME=$1
     CL="${4:-$WORK}/$1"
-    mkdir -p "$CL/volume"
-    for i in 0 1 2; do write_config "$i" "$2" "$3"; done
-    for i in 0 1 2; do agent_start "$i"; done
-    if ! out=$(h wait-primary 60 1 -1 "$(api 0)" "$(api 1)" "$(api 2)" 2>&1); then
-        log "$1: no primary with its service running within 60 s: $out"
+    FO_DIR=$CL VOLUME=$CL/volume MODE=$2 LEASE_TTL=${3}s
+    cluster_launch
+    if ! wait_primary 60 1 -1; then
+        log "$1: no primary with its service running within 60 s: $WAIT_SEEN"
         agent_tail
         return 1
     fi
-    read -r P P_EPOCH P_SVC <<<"$out"
-    track_service "$P_SVC"
+    P=$PRIMARY P_EPOCH=$PRIMARY_EPOCH P_SVC=$PRIMARY_PID
     if ! out=$(h wait-peers 30 2 "$(api "$P")" 2>&1); then
         log "$1: $out"
         agent_tail
@@ -573,7 +470,7 @@ print(d["snapshot"], d["position"], d["seconds"])' "$snap_json")
     # its lease (a lease lost here is a finding, reported, and this run's figures are not taken).
     sleep "$(calc "$ttl / 2 + 0.2")"
     local ap=${AGENT_PIDS[$P]} svc role ep holder left
-    read -r role ep holder left < <(h field "$(api "$P")" role epoch lease_holder lease_expires_in)
+    read -r role ep holder left < <(fc_status "$(api "$P")" role epoch lease_holder lease_expires_in)
     rec "$sec" lease_expires_in_before_kill "$left"
     if [[ $role != primary || $ep != "$P_EPOCH" || $holder != "${HOSTS[$P]}" ]]; then
         log "failover $mode ttl ${ttl}s: before the kill ${HOSTS[$P]} is $role at epoch $ep, lease holder $holder: it lost its lease without being killed"
@@ -582,8 +479,8 @@ print(d["snapshot"], d["position"], d["seconds"])' "$snap_json")
         FAILED=1
         return 1
     fi
-    svc=$(h field "$(api "$P")" service.pid) || svc=$P_SVC
-    track_service "$svc"
+    svc=$(fc_status "$(api "$P")" service.pid) || svc=$P_SVC
+    track_service "$P" "$svc"
     log "failover $mode ttl ${ttl}s: SIGKILL ${HOSTS[$P]}'s agent (pid $ap) and service (pid $svc)"
     CL_EXPECT="stream to ${HOSTS[$P]}: Connection errors: .*${ADDRS[$P]}:$PEER_PORT.*Connection refused"
     t_kill=$EPOCHREALTIME
@@ -608,21 +505,20 @@ print(d["snapshot"], d["position"], d["seconds"])' "$snap_json")
     read -r k t0 n <<<"$ans"
     rec "$sec" kill_to_answer "$t0"
     rec "$sec" service_answer "$n"
-    if ! out=$(h wait-primary 30 $((P_EPOCH + 1)) "$P" "$(api 0)" "$(api 1)" "$(api 2)" 2>&1); then
-        rec "$sec" error "the service answers at $k but no single new primary: $out"
+    if ! wait_primary 30 $((P_EPOCH + 1)) "$P"; then
+        rec "$sec" error "the service answers at $k but no single new primary: $WAIT_SEEN"
         agent_tail 25
         FAILED=1
         return 1
     fi
-    read -r N N_EPOCH N_SVC <<<"$out"
-    track_service "$N_SVC"
+    N=$PRIMARY N_EPOCH=$PRIMARY_EPOCH
     P=$N   # the cluster's primary now (cluster_stop stops it first)
     rec "$sec" new_primary "${HOSTS[$N]}"
     rec "$sec" new_epoch "$N_EPOCH"
     fields=(epoch kind detection_seconds lease_seconds snapshot_load_seconds delta_seconds replay_seconds mount_seconds
         service_start_seconds total_seconds snapshot_bytes local_records delta_records delta_bytes delta_peer
         replayed_records started_at snapshot position)
-    read -r -a vals < <(h field "$(api "$N")" "${fields[@]/#/last_recovery.}")
+    read -r -a vals < <(fc_status "$(api "$N")" "${fields[@]/#/last_recovery.}")
     for ((i = 0; i < ${#fields[@]}; i++)); do rec "$sec" "${fields[$i]}" "${vals[$i]:--}"; done
     local started=${vals[16]} detect=${vals[2]}
     if [[ $started != - && $detect != - ]]; then
@@ -685,7 +581,7 @@ for k, v in json.loads(sys.argv[1]).items():
 # --- the run -------------------------------------------------------------------------------------
 T_START=$(date +%s)
 HEADER="$(date -u '+%F %H:%M UTC'), $(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), $(df -PT "$WORK" | awk 'NR==2 {print $2}') on $(df -P "$WORK" | awk 'NR==2 {print $1}')
-lifeboatd $LIFEBOATD_BIN ($(stat -c '%y' "$LIFEBOATD_BIN" | cut -d. -f1), sha256 $(sha256sum "$LBD" | cut -c1-12))
+lifeboatd $LIFEBOATD_ORIGIN ($LIFEBOATD_VERSION)
 state $((STATE_BYTES >> 20)) MiB in $BENCH_STATE_FILES files, delta $((DELTA_BYTES >> 10)) KiB, TTLs: $BENCH_TTLS s, modes: $BENCH_MODES, stream $STREAM_MIB MiB, fio ${BENCH_FSYNC_RUNTIME}s; page cache $CACHE_MODE"
 log "run dir $WORK"
 

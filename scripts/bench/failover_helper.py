@@ -1,13 +1,7 @@
 #!/usr/bin/env python3
 """failover_helper.py: the client side of scripts/bench/failover.sh (standard library only).
 
-Agent status (GET URL/v1/status, the first workload unless --workload):
-  field URL PATH...                 the workload's fields on one line ("-" for null/missing);
-                                    PATH is dotted, NAME[i] indexes a list, NAME[h2] picks by host
-  wait-primary TIMEOUT MIN_EPOCH EXCLUDE URL...
-                                    until exactly one agent is primary with its service running,
-                                    epoch >= MIN_EPOCH and not URL number EXCLUDE (-1: none);
-                                    prints "INDEX EPOCH SERVICE_PID"; exit 1 on timeout
+Agent status (GET URL/v1/status, the first workload; fields and the primary: scripts/lib/cluster.sh):
   wait-peers TIMEOUT COUNT URL      until URL (a primary) sees COUNT peers connected
   wait-caught-up TIMEOUT URL        until every peer of URL acked its durable position; prints
                                     "SECONDS POSITION"
@@ -43,49 +37,13 @@ import sys
 import time
 import urllib.request
 
-MISSING = object()
-
-
-def get(url, timeout=2.0):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.read().decode("utf-8", "replace")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from agent_status import fetch_workload, get_text as get  # noqa: E402
+from report import text_table  # noqa: E402
 
 
 def workload(url, timeout=2.0):
-    doc = json.loads(get(url.rstrip("/") + "/v1/status", timeout))
-    ws = doc.get("workloads") or []
-    return ws[0] if ws else {}
-
-
-def resolve(obj, path):
-    for seg in path.split("."):
-        sel = None
-        if seg.endswith("]") and "[" in seg:
-            seg, sel = seg[:-1].split("[", 1)
-        if seg:
-            obj = obj.get(seg, MISSING) if isinstance(obj, dict) else MISSING
-        if sel is not None:
-            if isinstance(obj, list):
-                if sel.isdigit():
-                    obj = obj[int(sel)] if int(sel) < len(obj) else MISSING
-                else:
-                    obj = next((e for e in obj if isinstance(e, dict) and e.get("host") == sel), MISSING)
-            else:
-                obj = MISSING
-        if obj is MISSING or obj is None:
-            return MISSING
-    return obj
-
-
-def fmt(v):
-    if v is MISSING or v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (dict, list)):
-        return json.dumps(v, separators=(",", ":"), sort_keys=True)
-    s = "_".join(str(v).split())
-    return s or "-"
+    return fetch_workload(url, None, timeout)[1] or {}
 
 
 def seq(pos):
@@ -93,42 +51,6 @@ def seq(pos):
     if not isinstance(pos, str) or ":" not in pos:
         return 0
     return int(pos.rsplit(":", 1)[1])
-
-
-def cmd_field(url, *paths):
-    try:
-        w = workload(url)
-    except Exception:
-        sys.exit(2)
-    print(" ".join(fmt(resolve(w, p)) for p in paths))
-
-
-def cmd_wait_primary(timeout, min_epoch, exclude, *urls):
-    end = time.time() + float(timeout)
-    seen = ""
-    while True:
-        found, n, seen = None, 0, []
-        for i, url in enumerate(urls):
-            try:
-                w = workload(url, 1.0)
-            except Exception:
-                seen.append("%s down" % url)
-                continue
-            role, epoch = w.get("role"), w.get("epoch") or 0
-            state = (w.get("service") or {}).get("state")
-            seen.append("%s %s epoch %s service %s" % (url, role, epoch, state))
-            if role != "primary":
-                continue
-            n += 1
-            if i != int(exclude) and state == "running" and epoch >= int(min_epoch):
-                found = (i, epoch, (w.get("service") or {}).get("pid"))
-        if found and n == 1:
-            print("%d %d %s" % (found[0], found[1], found[2] if found[2] is not None else "-"))
-            return
-        if time.time() >= end:
-            print("no primary: " + "; ".join(seen), file=sys.stderr)
-            sys.exit(1)
-        time.sleep(0.1)
 
 
 def cmd_wait_peers(timeout, count, url):
@@ -366,10 +288,7 @@ def cmd_report(path):
         return "-" if v is None else "%.2f" % (v / 1048576)
 
     def table(hdr, rows):
-        widths = [max(len(str(x)) for x in col) for col in zip(hdr, *rows)]
-        lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-                 for r in [hdr, ["-" * w for w in widths]] + rows]
-        print("\n".join(lines))
+        print(text_table(hdr, rows, [False] + [True] * (len(hdr) - 1)))
 
     goals = []
     # failover
@@ -519,7 +438,7 @@ def main():
         print(__doc__)
         return
     cmd, args = sys.argv[1], sys.argv[2:]
-    fn = {"field": cmd_field, "wait-primary": cmd_wait_primary, "wait-peers": cmd_wait_peers,
+    fn = {"wait-peers": cmd_wait_peers,
           "wait-caught-up": cmd_wait_caught_up, "wait-answer": cmd_wait_answer, "stream-watch": cmd_stream_watch,
           "stream-report": cmd_stream_report, "write-delta": cmd_write_delta, "fio": cmd_fio, "rsync": cmd_rsync,
           "report": cmd_report}.get(cmd)

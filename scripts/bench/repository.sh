@@ -31,39 +31,21 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
-CMDLINE=$(printf '%q ' "$0" "$@")
-CMDLINE=${CMDLINE% }
+LB_SCRIPT=repository.sh
+. "$SCRIPT_DIR/../lib/bench.sh"
+bench_args "$@"
+[[ $MARKDOWN == 0 || -n $MARKDOWN_FILE ]] || { echo "repository.sh: --markdown needs a FILE" >&2; exit 2; }
+MARKDOWN=$MARKDOWN_FILE
 
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
-
-MARKDOWN=""
-while (($#)); do
-    case "$1" in
-        --markdown) [[ $# -ge 2 ]] || { echo "repository.sh: --markdown needs a FILE" >&2; exit 2; }
-                    MARKDOWN=$2; shift 2 ;;
-        --markdown=*) MARKDOWN=${1#--markdown=}; shift ;;
-        -h|--help) usage; exit 0 ;;
-        *) echo "repository.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
-    esac
-done
-if [[ -n $MARKDOWN && $MARKDOWN != /* ]]; then MARKDOWN="$PWD/$MARKDOWN"; fi
-
-BENCH_DIR=${BENCH_DIR:-/var/tmp/lifeboat-bench}
 BENCH_SIZE=${BENCH_SIZE:-1G}
 BENCH_SEED=${BENCH_SEED:-1}
-BENCH_WARM=${BENCH_WARM:-0}
 BENCH_TOOLS=${BENCH_TOOLS:-lifeboat restic borg}
-BENCH_KEEP=${BENCH_KEEP:-0}
 BENCH_ROUNDS=${BENCH_ROUNDS:-1}
 [[ $BENCH_ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "repository.sh: BENCH_ROUNDS must be a whole number >= 1" >&2; exit 2; }
-LIFEBOAT_BIN=${LIFEBOAT_BIN:-$REPO_ROOT/.build/release/lifeboat}
 BORG_COMPRESSION=${BENCH_BORG_COMPRESSION:-zstd,3}
 BORG_ENCRYPTION=${BENCH_BORG_ENCRYPTION:-none}
 read -r -a TOOLS <<<"$BENCH_TOOLS"
 
-die() { echo "repository.sh: ERROR: $*" >&2; exit 1; }
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 has_tool() { local t; for t in "${TOOLS[@]}"; do [[ $t == "$1" ]] && return 0; done; return 1; }
 
 for t in "${TOOLS[@]}"; do
@@ -92,49 +74,21 @@ if has_tool lifeboat; then
   build it (swift build -c release), set LIFEBOAT_BIN, or leave it out: BENCH_TOOLS=\"restic borg\""
 fi
 
-# --- page cache ----------------------------------------------------------------------------
-if [[ $BENCH_WARM == 1 ]]; then
-    CACHE_MODE="warm (page cache NOT dropped between steps, BENCH_WARM=1)"
-else
-    sync
-    if ! { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
-        die "cannot drop the page cache (need root and a writable /proc/sys/vm/drop_caches); run as root or set BENCH_WARM=1"
-    fi
-    CACHE_MODE="cold (sync; echo 3 > /proc/sys/vm/drop_caches before every step)"
-fi
-drop_caches() {
-    [[ $BENCH_WARM == 1 ]] && return 0
-    sync
-    echo 3 >/proc/sys/vm/drop_caches
-}
+cache_setup "before every step"
 
 # --- work dir and cleanup ----------------------------------------------------------------
-CREATED_BENCH_DIR=0
-if [[ ! -d $BENCH_DIR ]]; then
-    mkdir -p "$BENCH_DIR"
-    CREATED_BENCH_DIR=1
-fi
-BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
-WORK=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
+bench_workdir run
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    if [[ $BENCH_KEEP == 1 ]]; then
-        log "BENCH_KEEP=1: leaving $WORK"
-    else
-        rm -rf -- "$WORK"
-        if [[ $CREATED_BENCH_DIR == 1 ]]; then rmdir -- "$BENCH_DIR" 2>/dev/null || true; fi
-    fi
+    bench_remove_work
     if [[ $rc -ne 0 ]]; then log "FAILED (exit $rc)"; fi
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-avail=$(df -PB1 "$WORK" | awk 'NR==2 {print $4}')
-need=$((SIZE_BYTES * 6))
-((avail >= need)) || die "not enough space in $BENCH_DIR: $((avail >> 20)) MiB free, about $((need >> 20)) MiB needed"
+bench_space $((SIZE_BYTES * 6))
 
 DATA=$WORK/data
 LOGS=$WORK/logs
@@ -160,14 +114,13 @@ tool_version() {
         borg) borg --version | head -n1 ;;
     esac
 }
-cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 {
     echo "== Lifeboat repository benchmark =="
     echo "command:   $CMDLINE"
     echo "env:       BENCH_DIR=$BENCH_DIR BENCH_SIZE=$BENCH_SIZE BENCH_SEED=$BENCH_SEED BENCH_WARM=$BENCH_WARM BENCH_ROUNDS=$BENCH_ROUNDS BENCH_TOOLS=\"${TOOLS[*]}\"${LIFEBOAT_COMPRESSION_LEVEL:+ LIFEBOAT_COMPRESSION_LEVEL=$LIFEBOAT_COMPRESSION_LEVEL}"
     echo "date:      $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "machine:   nproc=$(nproc), CPU: ${cpu_model:-unknown}, kernel $(uname -r), RAM $(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-    echo "storage:   $(df -PT "$WORK" | awk 'NR==2 {print $2 " on " $1 " (" $7 ")"}')"
+    echo "machine:   $(machine_line)"
+    echo "storage:   $(storage_line "$WORK")"
     echo "cache:     $CACHE_MODE"
     for t in "${TOOLS[@]}"; do
         case "$t" in
@@ -179,14 +132,12 @@ cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 } | tee "$WORK/header.txt"
 
 # --- data --------------------------------------------------------------------------------
-data_bytes() { find "$DATA" -type f -printf '%s\n' | awk '{s += $1} END {printf "%d\n", s}'; }
-data_files() { find "$DATA" -type f | wc -l; }
 
 log "generating $BENCH_SIZE of data (seed $BENCH_SEED) in $DATA"
 python3 "$SCRIPT_DIR/gen_data.py" "$DATA" --size "$BENCH_SIZE" --seed "$BENCH_SEED" 2>>"$LOGS/gen.log" \
     || { cat "$LOGS/gen.log" >&2; die "data generation failed"; }
-BYTES_FULL=$(data_bytes)
-FILES_FULL=$(data_files)
+BYTES_FULL=$(data_bytes "$DATA")
+FILES_FULL=$(data_files "$DATA")
 MARKER=base/16384/heap.dat   # gen_data.py's large file, used to find the root of a restore
 
 # --- steps -------------------------------------------------------------------------------
@@ -278,7 +229,7 @@ verify_restore() {  # TOOL TARGET
     fi
     local n
     n=$(find "$root" -type f | wc -l)
-    [[ $n -eq $(data_files) ]] || die "RESTORE MISMATCH: $tool restored $n files, source has $(data_files)"
+    [[ $n -eq $(data_files "$DATA") ]] || die "RESTORE MISMATCH: $tool restored $n files, source has $(data_files "$DATA")"
     log "restore: $tool: verified byte for byte ($n files)"
 }
 
@@ -293,8 +244,8 @@ done
 log "mutating the data (seed $BENCH_SEED)"
 python3 "$SCRIPT_DIR/gen_data.py" "$DATA" --mutate --seed "$BENCH_SEED" 2>>"$LOGS/gen.log" \
     || { cat "$LOGS/gen.log" >&2; die "data mutation failed"; }
-BYTES_INCR=$(data_bytes)
-FILES_INCR=$(data_files)
+BYTES_INCR=$(data_bytes "$DATA")
+FILES_INCR=$(data_files "$DATA")
 
 for t in "${TOOLS[@]}"; do tool_backup incr "$t"; done
 for round in $(seq "$BENCH_ROUNDS"); do
@@ -314,8 +265,10 @@ done
 echo
 sed -n '/^gen_data/p' "$LOGS/gen.log"
 echo "data:      full: $BYTES_FULL bytes in $FILES_FULL files; after mutation: $BYTES_INCR bytes in $FILES_INCR files"
-python3 - "$RESULTS" "$BYTES_FULL" "$BYTES_INCR" "${MARKDOWN:-}" "$WORK/header.txt" <<'PY'
+python3 - "$RESULTS" "$BYTES_FULL" "$BYTES_INCR" "${MARKDOWN:-}" "$WORK/header.txt" "$LB_LIB_DIR" <<'PY'
 import sys
+sys.path.insert(0, sys.argv[6])
+from report import text_table, md_table
 
 results, bytes_full, bytes_incr, markdown, header = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 STEPS = [("full", "full backup"), ("incr", "incremental"), ("restore", "restore"), ("check", "check (read all)")]
@@ -402,29 +355,6 @@ if "lifeboat" in tools and "restic" in tools:
 else:
     tables.append(("Goals vs restic (informational)", ["goal", "measured", "result"],
                    [["(need both lifeboat and restic in BENCH_TOOLS)", "-", "n/a"]]))
-
-def numeric(col):
-    def isnum(c):
-        try:
-            float(str(c).rstrip("x"))
-            return True
-        except ValueError:
-            return c == "-"
-    return all(isnum(c) for c in col)
-
-def text_table(hdr, body):
-    widths = [max(len(str(x)) for x in col) for col in zip(hdr, *body)]
-    right = [i > 0 and numeric(col) for i, col in enumerate(zip(*body))] if body else [False] * len(hdr)
-    def line(cells):
-        return "  ".join(str(c).rjust(w) if r else str(c).ljust(w) for c, w, r in zip(cells, widths, right))
-    return "\n".join([line(hdr), line(["-" * w for w in widths])] + [line(r) for r in body])
-
-def md_table(hdr, body):
-    cols = list(zip(*body)) if body else [[] for _ in hdr]
-    align = ["---:" if i > 0 and numeric(col) else "---" for i, col in enumerate(cols)]
-    out = ["| " + " | ".join(hdr) + " |", "|" + "|".join(align) + "|"]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in body]
-    return "\n".join(out)
 
 for title, hdr, body in tables:
     print(f"\n{title}\n")

@@ -65,43 +65,17 @@ set -euo pipefail
 export LC_ALL=C   # EPOCHREALTIME and printf with a '.' decimal point
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
-CMDLINE=$(printf '%q ' "$0" "$@")
-CMDLINE=${CMDLINE% }
-
-usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
-
-MARKDOWN=0
-MARKDOWN_FILE=""
-while (($#)); do
-    case "$1" in
-        --markdown)
-            MARKDOWN=1; shift
-            if (($#)) && [[ $1 != -* ]]; then MARKDOWN_FILE=$1; shift; fi ;;
-        --markdown=*) MARKDOWN=1; MARKDOWN_FILE=${1#--markdown=}; shift ;;
-        -h|--help) usage; exit 0 ;;
-        *) echo "snapshot.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
-    esac
-done
-if [[ -n $MARKDOWN_FILE && $MARKDOWN_FILE != /* ]]; then MARKDOWN_FILE="$PWD/$MARKDOWN_FILE"; fi
-
-die() { echo "snapshot.sh: ERROR: $*" >&2; exit 1; }
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+LB_SCRIPT=snapshot.sh
+. "$SCRIPT_DIR/../lib/bench.sh"
+bench_args "$@"
 
 BENCH_QUICK=${BENCH_QUICK:-0}
 if [[ $BENCH_QUICK == 1 ]]; then q_size=128M q_stall=2; else q_size=1G q_stall=3; fi
-BENCH_DIR=${BENCH_DIR:-/var/tmp/lifeboat-bench}
 BENCH_SIZE=${BENCH_SIZE:-$q_size}
 BENCH_SCALE_SIZE=${BENCH_SCALE_SIZE:-}
 BENCH_SEED=${BENCH_SEED:-1}
 BENCH_ROUNDS=${BENCH_ROUNDS:-1}
 BENCH_STALL_ROUNDS=${BENCH_STALL_ROUNDS:-$q_stall}
-BENCH_WARM=${BENCH_WARM:-0}
-BENCH_KEEP=${BENCH_KEEP:-0}
-LIFEBOATD_BIN=${LIFEBOATD_BIN:-$REPO_ROOT/.build/release/lifeboatd}
-LIFEBOAT_BIN=${LIFEBOAT_BIN:-$REPO_ROOT/.build/release/lifeboat}
-case "$LIFEBOATD_BIN" in /*) ;; *) LIFEBOATD_BIN="$REPO_ROOT/$LIFEBOATD_BIN" ;; esac
-case "$LIFEBOAT_BIN" in /*) ;; *) LIFEBOAT_BIN="$REPO_ROOT/$LIFEBOAT_BIN" ;; esac
 
 for v in BENCH_ROUNDS BENCH_STALL_ROUNDS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a whole number >= 1 (got '${!v}')"
@@ -139,21 +113,9 @@ fi
 [[ -c /dev/fuse ]] || die "/dev/fuse is missing"
 command -v mountpoint >/dev/null || die "mountpoint is missing (util-linux)"
 
-# --- page cache --------------------------------------------------------------------------------
-if [[ $BENCH_WARM == 1 ]]; then
-    CACHE_MODE="warm (page cache NOT dropped, BENCH_WARM=1)"
-else
-    sync
-    if ! { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
-        die "cannot drop the page cache (need a writable /proc/sys/vm/drop_caches); set BENCH_WARM=1"
-    fi
-    CACHE_MODE="cold (sync; echo 3 > /proc/sys/vm/drop_caches before every timed backup, both tools, then both executables read back in); restic's cache dir kept"
-fi
-drop_caches() {
-    [[ $BENCH_WARM == 1 ]] && return 0
-    sync
-    echo 3 >/proc/sys/vm/drop_caches
-}
+cache_setup "before every timed backup, both tools, then both executables read back in"
+[[ $BENCH_WARM == 1 ]] || CACHE_MODE+="; restic's cache dir kept"
+
 # After a drop, both tools' executables are read back in (not timed), so that a timed command
 # does not include loading its own program from disk; the data and repositories stay cold.
 warm_binaries() {
@@ -163,14 +125,7 @@ warm_binaries() {
 }
 
 # --- work dir and cleanup ----------------------------------------------------------------------
-CREATED_BENCH_DIR=0
-if [[ ! -d $BENCH_DIR ]]; then
-    mkdir -p "$BENCH_DIR"
-    CREATED_BENCH_DIR=1
-fi
-BENCH_DIR=$(cd "$BENCH_DIR" && pwd)
-WORK=$(mktemp -d "$BENCH_DIR/snapshot.XXXXXX")
-chmod 755 "$WORK"
+bench_workdir snapshot
 
 BACKING=$WORK/backing             # bench: where the mount's files really live
 MOUNT=$WORK/data                  # bench: lifeboatd's FUSE mount point
@@ -202,53 +157,10 @@ export RESTIC_PASSWORD=lifeboat-bench
 export RESTIC_CACHE_DIR=$WORK/home/cache/restic
 unset RESTIC_REPOSITORY RESTIC_REPOSITORY_FILE LIFEBOAT_REPOSITORY LIFEBOAT_CRASH_AT
 
-AGENT_PID=""
 AGENT_URL=""
-AGENT_RC=""
-AGENT_HWM_KB=""
-AGENT_CPU_S=""
 WRITER_PID=""
 FAILED=0
 MISMATCH=0
-
-WAIT_RC=""
-wait_gone() {  # PID SECONDS: waits until PID (a child) has exited and reaps it; 1 on timeout
-    local pid=$1 i
-    for ((i = 0; i < $2 * 10; i++)); do
-        if ! kill -0 "$pid" 2>/dev/null || [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]]; then
-            wait "$pid" 2>/dev/null && WAIT_RC=0 || WAIT_RC=$?
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
-
-# run CMD...: runs CMD as a background child and waits for it, so that a signal to this script
-# runs the cleanup at once; the cleanup stops CHILD_PID. Redirections on the call apply to CMD.
-CHILD_PID=""
-run() {
-    local rc=0
-    "$@" <&0 &
-    CHILD_PID=$!
-    wait "$CHILD_PID" || rc=$?
-    CHILD_PID=""
-    return "$rc"
-}
-
-stop_pid() {  # PID SECONDS: SIGTERM, then SIGKILL after SECONDS
-    kill -TERM "$1" 2>/dev/null || true
-    wait_gone "$1" "$2" || { kill -KILL "$1" 2>/dev/null || true; wait_gone "$1" 10 || true; }
-}
-
-unmount_all() {
-    local m
-    for m in "$MOUNT" "$SCALE_MOUNT"; do
-        if mountpoint -q "$m" 2>/dev/null; then
-            umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-        fi
-    done
-}
 
 exec 9>&2   # the script's stderr, for the cleanup
 cleanup() {
@@ -258,15 +170,7 @@ cleanup() {
     if [[ -n $CHILD_PID ]]; then stop_pid "$CHILD_PID" 10; fi
     if [[ -n $WRITER_PID ]]; then stop_pid "$WRITER_PID" 10; fi
     if [[ -n $AGENT_PID ]]; then stop_pid "$AGENT_PID" 30; fi
-    unmount_all
-    if [[ $BENCH_KEEP == 1 ]]; then
-        log "BENCH_KEEP=1: leaving $WORK"
-    elif mountpoint -q "$MOUNT" 2>/dev/null || mountpoint -q "$SCALE_MOUNT" 2>/dev/null; then
-        log "a mount under $WORK is still mounted; NOT removing $WORK"
-    else
-        rm -rf -- "$WORK"
-        if [[ $CREATED_BENCH_DIR == 1 ]]; then rmdir -- "$BENCH_DIR" 2>/dev/null || true; fi
-    fi
+    bench_remove_work "$MOUNT" "$SCALE_MOUNT"
     if [[ $rc -ne 0 ]]; then log "snapshot.sh: FAILED (exit $rc)"; fi
     exit "$rc"
 }
@@ -274,27 +178,10 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-avail=$(df -PB1 "$WORK" | awk 'NR==2 {print $4}')
-need=$((SIZE_BYTES * 6 + SCALE_BYTES * 3 + 512 * 1048576))
-((avail >= need)) || die "not enough space in $BENCH_DIR: $((avail >> 20)) MiB free, about $((need >> 20)) MiB needed"
+bench_space $((SIZE_BYTES * 6 + SCALE_BYTES * 3 + 512 * 1048576))
 
 # --- helpers -------------------------------------------------------------------------------------
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b - a}'; }
-
-agent_log_tail() {
-    echo "---- last lines of lifeboatd's log ($AGENT_LOG) ----" >&2
-    tail -n "${1:-30}" "$AGENT_LOG" >&2 2>/dev/null || true
-    echo "----" >&2
-}
-
-agent_alive() {
-    [[ -n $AGENT_PID ]] && kill -0 "$AGENT_PID" 2>/dev/null \
-        && [[ $(awk '{print $3}' "/proc/$AGENT_PID/stat" 2>/dev/null) != Z ]]
-}
-
-agent_cpu_s() {  # utime + stime of AGENT_PID, in seconds
-    awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / hz}' "/proc/$AGENT_PID/stat"
-}
 
 agent_read_bytes() {  # bytes AGENT_PID (all its threads) fetched from storage
     awk '/^read_bytes:/ {print $2}' "/proc/$AGENT_PID/io"
@@ -315,14 +202,10 @@ json_field() {  # FILE KEY...: the values, space separated
     python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(" ".join(str(d.get(k, "-")) for k in sys.argv[2:]))' "$@"
 }
 
-data_bytes() { find "$1" -type f -printf '%s\n' | awk '{s += $1} END {printf "%d\n", s}'; }
-data_files() { find "$1" -type f | wc -l; }
 mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-
 start_agent() {
-    local port i
+    local port
     port=$(free_port)
     AGENT_URL=http://127.0.0.1:$port
     cat >"$AGENT_CONFIG" <<YAML
@@ -341,59 +224,14 @@ workloads:
     backing_dir: $SCALE_BACKING
     journal_dir: $SCALE_JOURNAL
 YAML
-    log "starting lifeboatd: $LIFEBOATD_BIN --config $AGENT_CONFIG"
-    "$LIFEBOATD_BIN" --config "$AGENT_CONFIG" >>"$AGENT_LOG" 2>&1 </dev/null 9>&- &
-    AGENT_PID=$!
-    for ((i = 0; i < 300; i++)); do
-        if mountpoint -q "$MOUNT" && mountpoint -q "$SCALE_MOUNT" \
-                && curl -fsS -o /dev/null --max-time 2 "$AGENT_URL/readyz" 2>/dev/null; then
-            chmod 755 "$MOUNT" "$SCALE_MOUNT" || true
-            log "lifeboatd (pid $AGENT_PID) mounted $MOUNT and $SCALE_MOUNT; API on $AGENT_URL"
-            return 0
-        fi
-        agent_alive || break
-        sleep 0.1
-    done
-    agent_log_tail
-    if agent_alive; then die "lifeboatd (pid $AGENT_PID) did not mount both data dirs and answer /readyz within 30 s"; fi
-    wait_gone "$AGENT_PID" 5 || true
-    AGENT_RC=$WAIT_RC
-    AGENT_PID=""
-    die "lifeboatd exited (status $AGENT_RC) without mounting"
+    agent_run "$AGENT_CONFIG" "mount both data dirs and answer /readyz" agent_ready
+    chmod 755 "$MOUNT" "$SCALE_MOUNT" || true
+    log "lifeboatd (pid $AGENT_PID) mounted $MOUNT and $SCALE_MOUNT; API on $AGENT_URL"
 }
-
-stop_agent() {
-    [[ -n $AGENT_PID ]] || return 0
-    if agent_alive; then
-        AGENT_HWM_KB=$(awk '/^VmHWM:/ {print $2}' "/proc/$AGENT_PID/status" 2>/dev/null || true)
-        AGENT_CPU_S=$(agent_cpu_s 2>/dev/null || true)
-        log "stopping lifeboatd (pid $AGENT_PID): SIGTERM"
-        kill -TERM "$AGENT_PID"
-        if wait_gone "$AGENT_PID" 30; then
-            AGENT_RC=$WAIT_RC
-        else
-            log "lifeboatd did not exit within 30 s of SIGTERM; SIGKILL"
-            agent_log_tail 20
-            kill -KILL "$AGENT_PID" 2>/dev/null || true
-            wait_gone "$AGENT_PID" 10 || true
-            AGENT_RC=killed
-        fi
-    else
-        wait_gone "$AGENT_PID" 5 || true
-        AGENT_RC=${WAIT_RC:-unknown}
-    fi
-    AGENT_PID=""
-    if mountpoint -q "$MOUNT" || mountpoint -q "$SCALE_MOUNT"; then
-        log "lifeboatd exited but a data dir is still mounted; umount -l"
-        FAILED=1
-        unmount_all
-    fi
-    if [[ $AGENT_RC != 0 ]]; then
-        log "lifeboatd exit status: $AGENT_RC"
-        agent_log_tail 20
-        FAILED=1
-    fi
+agent_ready() {
+    mountpoint -q "$MOUNT" && mountpoint -q "$SCALE_MOUNT" && curl -fsS -o /dev/null --max-time 2 "$AGENT_URL/readyz" 2>/dev/null
 }
+stop_agent() { agent_stop "$MOUNT" "$SCALE_MOUNT"; }
 
 # apply_change LABEL WORKLOAD SPEC SEED DIR...: SPEC is "P%" (of the data size of the first DIR)
 # or a byte count. Writes the same random 8 KiB blocks (offsets and bytes) into the existing
@@ -566,28 +404,17 @@ PY
 }
 
 # --- header --------------------------------------------------------------------------------------
-mkdir -p "$WORK/bin"
-# private copies, so that a rebuild during the run cannot swap the binaries
-cp "$LIFEBOATD_BIN" "$WORK/bin/lifeboatd" || die "cannot copy $LIFEBOATD_BIN"
-cp "$LIFEBOAT_BIN" "$WORK/bin/lifeboat" || die "cannot copy $LIFEBOAT_BIN"
-bin_version() { echo "built $(stat -c '%y' "$1" | cut -d. -f1), sha256 $(sha256sum "$1" | cut -c1-12)"; }
-agent_version=$(bin_version "$LIFEBOATD_BIN")
-cli_version=$(bin_version "$LIFEBOAT_BIN")
-LIFEBOATD_ORIGIN=$LIFEBOATD_BIN
-LIFEBOAT_ORIGIN=$LIFEBOAT_BIN
-LIFEBOATD_BIN=$WORK/bin/lifeboatd
-LIFEBOAT_BIN=$WORK/bin/lifeboat
-cpu_model=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+bench_private_bins lifeboatd lifeboat
 {
     echo "== Lifeboat incremental snapshot benchmark: lifeboatd (backup --agent) vs restic =="
     echo "command:   $CMDLINE"
     echo "env:       BENCH_DIR=$BENCH_DIR BENCH_QUICK=$BENCH_QUICK BENCH_SIZE=$BENCH_SIZE BENCH_SCALE_SIZE=$BENCH_SCALE_SIZE BENCH_SEED=$BENCH_SEED BENCH_ROUNDS=$BENCH_ROUNDS BENCH_STALL_ROUNDS=$BENCH_STALL_ROUNDS BENCH_WARM=$BENCH_WARM"
     echo "date:      $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "machine:   nproc=$(nproc), CPU: ${cpu_model:-unknown}, kernel $(uname -r), RAM $(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-    echo "storage:   $(df -PT "$WORK" | awk 'NR==2 {print $2 " on " $1 " (" $7 ")"}'); backing dirs, native copy and both repositories on it"
+    echo "machine:   $(machine_line)"
+    echo "storage:   $(storage_line "$WORK"); backing dirs, native copy and both repositories on it"
     echo "cache:     $CACHE_MODE"
-    echo "lifeboatd: $LIFEBOATD_ORIGIN ($agent_version), capture: fuse, 2 workloads, repository defaults"
-    echo "lifeboat:  $LIFEBOAT_ORIGIN ($cli_version)"
+    echo "lifeboatd: $LIFEBOATD_ORIGIN ($LIFEBOATD_VERSION), capture: fuse, 2 workloads, repository defaults"
+    echo "lifeboat:  $LIFEBOAT_ORIGIN ($LIFEBOAT_VERSION)"
     echo "restic:    $(restic version | head -n1); init --repository-version 2, backup DIR (as repository.sh)"
 } | tee "$WORK/header.txt"
 T_START=$(date +%s)
@@ -747,8 +574,10 @@ if [[ -s $LOGS/agent-problems.log ]]; then
 fi
 echo
 cat "$WORK/footer.txt"
-python3 - "$WORK" "$MARKDOWN" "$MARKDOWN_FILE" <<'PY'
+python3 - "$WORK" "$MARKDOWN" "$MARKDOWN_FILE" "$LB_LIB_DIR" <<'PY'
 import json, math, os, sys
+sys.path.insert(0, sys.argv[4])
+from report import median, text_table, md_table, emit
 
 work, markdown, md_file = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
 logs = os.path.join(work, "logs")
@@ -772,11 +601,6 @@ with open(os.path.join(work, "writer.tsv")) as f:
     for line in f:
         s, l = line.split()
         writes.append((float(s), float(l)))
-
-def median(values):
-    v = sorted(values)
-    m = len(v) // 2
-    return v[m] if len(v) % 2 else (v[m - 1] + v[m]) / 2
 
 def mib(b):
     return "%.2f" % (b / MiB)
@@ -900,29 +724,6 @@ for label in ["first-bench", "first-scale"]:
 if "initial" in restic:
     first.append("restic initial backup: %s s wall" % secs(restic["initial"]["wall"]))
 
-def numeric(col):
-    def isnum(c):
-        try:
-            float(str(c).rstrip("x"))
-            return True
-        except ValueError:
-            return c == "-"
-    return all(isnum(c) for c in col)
-
-def text_table(hdr, body):
-    widths = [max(len(str(x)) for x in col) for col in zip(hdr, *body)]
-    right = [i > 0 and numeric(col) for i, col in enumerate(zip(*body))] if body else [False] * len(hdr)
-    def line(cells):
-        return "  ".join(str(c).rjust(w) if r else str(c).ljust(w) for c, w, r in zip(cells, widths, right)).rstrip()
-    return "\n".join([line(hdr), line(["-" * w for w in widths])] + [line(r) for r in body])
-
-def md_table(hdr, body):
-    cols = list(zip(*body)) if body else [[] for _ in hdr]
-    align = ["---:" if i > 0 and numeric(col) else "---" for i, col in enumerate(cols)]
-    out = ["| " + " | ".join(hdr) + " |", "|" + "|".join(align) + "|"]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in body]
-    return "\n".join(out)
-
 print("\nfirst snapshots (not compared): " + "; ".join(first))
 for title, hdr, body, nts in tables:
     print("\n" + title + "\n")
@@ -937,12 +738,7 @@ if markdown:
         section += "\n### " + title + "\n\n" + md_table(hdr, body) + "\n"
         for note in nts:
             section += "\n" + note + "\n"
-    if md_file:
-        with open(md_file, "a") as f:
-            f.write(section)
-        print("\n(markdown appended to %s)" % md_file)
-    else:
-        print("\n--- markdown ---" + section)
+    emit(section, md_file)
 PY
 if [[ $MISMATCH != 0 ]]; then
     log "a correctness guard did not MATCH (see above): a bug"

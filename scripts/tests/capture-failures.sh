@@ -22,34 +22,9 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 lb_setup
-if [ ! -x "$LIFEBOATD_BIN" ]; then
-    fail "setup" "lifeboatd at $LIFEBOATD_BIN" "no such executable (build it, or set LIFEBOATD_BIN)"
-    lb_finish
-fi
-# a private copy, so a rebuild during the test cannot swap the agent between its runs
-cp "$LIFEBOATD_BIN" "$LB_TMP/bin/lifeboatd" && LIFEBOATD_BIN="$LB_TMP/bin/lifeboatd"
+lb_need_agent copy
 T0=$(date +%s)
 
-# A dead FUSE mount (agent killed, mount not removed) fails `mountpoint -q` (stat gives
-# ENOTCONN), so lb_cleanup would skip it and rm -rf would trip over it: before lb_cleanup,
-# kill our processes and lazily detach every mount below the temp dir, found in mountinfo.
-cf_cleanup() {
-    local pid m
-    for pid in "${LB_PIDS[@]+"${LB_PIDS[@]}"}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -CONT "$pid" 2>/dev/null
-            kill -KILL "$pid" 2>/dev/null
-            wait "$pid" 2>/dev/null
-        fi
-    done
-    if [ -n "$LB_TMP" ]; then
-        while read -r m; do
-            [ -n "$m" ] && umount -l "$m" 2>/dev/null
-        done < <(awk -v t="$LB_TMP" 'index($5, t "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r)
-    fi
-    lb_cleanup
-}
-trap cf_cleanup EXIT
 
 # mounts_on DIR: how many mounts sit exactly on DIR (from mountinfo: works on dead mounts too)
 mounts_on() {

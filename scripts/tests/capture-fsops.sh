@@ -25,10 +25,7 @@ FSOPS_PY="${FSOPS_PY:-$LB_TESTS_DIR/fsops.py}"
 lb_setup
 not_mounted() { ! mountpoint -q "$LB_CAP_DATA"; }
 
-if [ ! -x "$LIFEBOATD_BIN" ]; then
-    fail "setup" "lifeboatd at $LIFEBOATD_BIN" "no such executable (build it, or set LIFEBOATD_BIN)"
-    lb_finish
-fi
+lb_need_agent
 
 t0=$(date +%s)
 if ! lb_capture_start fsops; then

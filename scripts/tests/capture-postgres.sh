@@ -12,17 +12,10 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 lb_setup
-# a service pid goes first in LB_PIDS, so the EXIT trap kills it before the agent
-lb_track_first() { LB_PIDS=("$1" "${LB_PIDS[@]+"${LB_PIDS[@]}"}"); }
 not_mounted() { ! mountpoint -q "$LB_CAP_DATA"; }
 
 PGBIN="${PGBIN:-/usr/lib/postgresql/15/bin}"
-if [ ! -x "$LIFEBOATD_BIN" ]; then
-    fail "setup" "lifeboatd at $LIFEBOATD_BIN" "no such executable (build it, or set LIFEBOATD_BIN)"
-    lb_finish
-fi
-# a private copy, so a rebuild during the test cannot swap the agent between its runs
-cp "$LIFEBOATD_BIN" "$LB_TMP/bin/lifeboatd" && LIFEBOATD_BIN="$LB_TMP/bin/lifeboatd"
+lb_need_agent copy
 if [ ! -x "$PGBIN/postgres" ] || ! id postgres >/dev/null 2>&1; then
     fail "setup" "PostgreSQL 15 in $PGBIN and a postgres user (scripts/setup.sh)" "not found"
     lb_finish

@@ -9,17 +9,10 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 lb_setup
-# a service pid goes first in LB_PIDS, so the EXIT trap kills it before the agent
-lb_track_first() { LB_PIDS=("$1" "${LB_PIDS[@]+"${LB_PIDS[@]}"}"); }
 has_manifest() { compgen -G "$LB_CAP_BACKING/redis/appendonlydir/*.manifest" >/dev/null; }
 not_mounted() { ! mountpoint -q "$LB_CAP_DATA"; }
 
-if [ ! -x "$LIFEBOATD_BIN" ]; then
-    fail "setup" "lifeboatd at $LIFEBOATD_BIN" "no such executable (build it, or set LIFEBOATD_BIN)"
-    lb_finish
-fi
-# a private copy, so a rebuild during the test cannot swap the agent between its runs
-cp "$LIFEBOATD_BIN" "$LB_TMP/bin/lifeboatd" && LIFEBOATD_BIN="$LB_TMP/bin/lifeboatd"
+lb_need_agent copy
 command -v redis-server >/dev/null || { fail "setup" "redis-server installed (scripts/setup.sh)" "not found"; lb_finish; }
 
 SOCK="$LB_TMP/redis.sock"
@@ -36,44 +29,14 @@ mkdir -p "$LOGS"
 #     Replays the acknowledged operations of the logs, reads every key (and DBSIZE) and prints
 #     "ok dbsize=N keys=N" or "BAD ..." naming what differs. Operations of a batch that was
 #     sent but not acknowledged (only the last of a log) may or may not have happened.
-cat >"$LB_TMP/resp.py" <<'EOF'
-import hashlib, random, socket, sys
+{
+    echo "import sys; sys.path.insert(0, '$LB_TESTS_DIR')" # failover_client.Redis: the RESP connection
+    cat <<'EOF'
+import hashlib, random
+from failover_client import ErrorReply, Redis
 
-class Conn:
-    def __init__(self, path):
-        self.s = socket.socket(socket.AF_UNIX)
-        self.s.connect(path)
-        self.f = self.s.makefile("rb")
-    def send(self, cmds):
-        out = b""
-        for args in cmds:
-            out += b"*%d\r\n" % len(args)
-            for a in args:
-                a = a if isinstance(a, bytes) else str(a).encode()
-                out += b"$%d\r\n%s\r\n" % (len(a), a)
-        self.s.sendall(out)
-    def reply(self):
-        line = self.f.readline()
-        if not line:
-            raise ConnectionError("connection closed")
-        t, rest = line[:1], line[1:-2]
-        if t == b"+":
-            return rest.decode()
-        if t == b"-":
-            return RuntimeError(rest.decode())
-        if t == b":":
-            return int(rest)
-        if t == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            data = self.f.read(n + 2)
-            if len(data) < n + 2:
-                raise ConnectionError("connection closed")
-            return data[:-2].decode()
-        if t == b"*":
-            return [self.reply() for _ in range(int(rest))]
-        raise RuntimeError("bad reply %r" % line)
+def Conn(path):
+    return Redis(None, 0, None, unix=path)
 
 def value(key, gen):
     size = random.Random(key + gen).choice([1, 10, 100, 500, 1000, 8000])
@@ -108,7 +71,7 @@ def write(sock, log, prefix, n, seed):
                 c.send([(o, k, value(k, g)) if o == "SET" else (o, k) for (o, k, g) in batch])
                 for op in batch:
                     r = c.reply()
-                    if isinstance(r, Exception):
+                    if isinstance(r, ErrorReply):
                         sys.exit("redis refused %s: %s" % (op, r))
                 lf.write("+\n")
                 lf.flush()
@@ -151,7 +114,7 @@ def check(sock, logs):
         part = keys[i:i + 200]
         c.send([("MGET",) + tuple(part)])
         for k, v in zip(part, c.reply()):
-            got[k] = v
+            got[k] = v.decode() if isinstance(v, bytes) else v
     c.send([("DBSIZE",)])
     dbsize = c.reply()
     bad = [k for k in keys if got[k] != want.get(k) and got[k] not in maybe.get(k, ())]
@@ -170,6 +133,7 @@ if sys.argv[1] == "write":
 else:
     check(sys.argv[2], sys.argv[3:])
 EOF
+} >"$LB_TMP/resp.py"
 
 # ---------------------------------------------------------------- redis control
 

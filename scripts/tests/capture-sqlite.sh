@@ -10,16 +10,9 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 lb_setup
-# a service pid goes first in LB_PIDS, so the EXIT trap kills it before the agent
-lb_track_first() { LB_PIDS=("$1" "${LB_PIDS[@]+"${LB_PIDS[@]}"}"); }
 not_mounted() { ! mountpoint -q "$LB_CAP_DATA"; }
 
-if [ ! -x "$LIFEBOATD_BIN" ]; then
-    fail "setup" "lifeboatd at $LIFEBOATD_BIN" "no such executable (build it, or set LIFEBOATD_BIN)"
-    lb_finish
-fi
-# a private copy, so a rebuild during the test cannot swap the agent between its runs
-cp "$LIFEBOATD_BIN" "$LB_TMP/bin/lifeboatd" && LIFEBOATD_BIN="$LB_TMP/bin/lifeboatd"
+lb_need_agent copy
 
 # ---------------------------------------------------------------- helpers (python)
 

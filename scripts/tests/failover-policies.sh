@@ -49,21 +49,10 @@ for c in $CASES; do
     esac
 done
 
-if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
-    lb_skip "$LB_NAME: redis-server and redis-cli are not installed (scripts/setup.sh)"
-    lb_finish
-fi
-if [ ! -c /dev/fuse ]; then
-    lb_skip "$LB_NAME: /dev/fuse is missing"
-    lb_finish
-fi
+lb_need_redis_fuse
 
 lb_setup
-if [ ! -x "$LIFEBOATD_BIN" ]; then
-    fail "setup" "lifeboatd at $LIFEBOATD_BIN" "no such executable (build it, or set LIFEBOATD_BIN)"
-    lb_finish
-fi
-cp "$LIFEBOATD_BIN" "$LB_TMP/bin/lifeboatd" && LIFEBOATD_BIN="$LB_TMP/bin/lifeboatd"
+lb_need_agent copy
 T0=$(date +%s)
 
 FC="$LB_TESTS_DIR/failover_client.py"
@@ -155,12 +144,7 @@ cluster_up() {
             fi
         done
     done
-    mkdir -p "$VOLUME"
-    for i in 0 1 2; do
-        write_config "$i"
-        LB_MOUNTS+=("$(hdir "$i")/data")
-    done
-    for i in 0 1 2; do agent_start "$i"; done
+    cluster_launch
     if wait_primary 30 0 -1; then
         pass
     else

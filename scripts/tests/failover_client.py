@@ -48,89 +48,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-MISSING = object()
-
-
-# ---------------------------------------------------------------- JSON status
-
-def snake(key):
-    return "".join("_" + c.lower() if c.isupper() else c for c in key)
-
-
-def camel(key):
-    parts = key.split("_")
-    return parts[0] + "".join(p[:1].upper() + p[1:] for p in parts[1:])
-
-
-def lookup(obj, key):
-    if not isinstance(obj, dict):
-        return MISSING
-    for k in (key, snake(key), camel(key)):
-        if k in obj:
-            return obj[k]
-    return MISSING
-
-
-def resolve(obj, path):
-    """A dotted path; a segment NAME[SEL] picks from a list by index or by "host"/"name"."""
-    for seg in path.split("."):
-        sel = None
-        if seg.endswith("]") and "[" in seg:
-            seg, sel = seg[:-1].split("[", 1)
-        if seg:
-            obj = lookup(obj, seg)
-        if sel is not None:
-            if isinstance(obj, list):
-                if sel.isdigit():
-                    obj = obj[int(sel)] if int(sel) < len(obj) else MISSING
-                else:
-                    obj = next((e for e in obj if isinstance(e, dict)
-                                and sel in (e.get("host"), e.get("name"))), MISSING)
-            elif isinstance(obj, dict):
-                obj = obj.get(sel, MISSING)
-            else:
-                obj = MISSING
-        if obj is MISSING or obj is None:
-            return obj
-    return obj
-
-
-def fmt(v):
-    if v is MISSING or v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (dict, list)):
-        v = json.dumps(v, separators=(",", ":"), sort_keys=True)
-    s = "_".join(str(v).split())
-    return s if s else "-"
-
-
-def get_json(url, timeout):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return json.loads(r.read().decode("utf-8", "replace"))
-
-
-def workload_of(doc, name):
-    ws = lookup(doc, "workloads")
-    if isinstance(ws, list):
-        for w in ws:
-            if isinstance(w, dict) and w.get("name") == name:
-                return w
-        return None
-    if isinstance(ws, dict):
-        return ws.get(name)
-    return None
-
-
-def fetch_workload(url, name, timeout):
-    """(host name, workload object) of one agent; raises when it does not answer."""
-    doc = get_json(url.rstrip("/") + "/v1/status", timeout)
-    host = lookup(doc, "host")
-    if host is MISSING or host is None:
-        host = urllib.parse.urlsplit(url).hostname
-    return str(host), workload_of(doc, name)
-
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from agent_status import MISSING, fetch_workload, fmt, resolve  # noqa: E402
 
 def summary(host, w):
     if w is None:
@@ -202,9 +121,15 @@ class ErrorReply(str):
 
 
 class Redis:
-    def __init__(self, host, port, timeout):
-        self.s = socket.create_connection((host, port), timeout=timeout)
-        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    """A RESP connection over TCP (HOST, PORT), or over the unix socket UNIX (capture-redis.sh)."""
+    def __init__(self, host, port, timeout, unix=None):
+        if unix is None:
+            self.s = socket.create_connection((host, port), timeout=timeout)
+            self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        else:
+            self.s = socket.socket(socket.AF_UNIX)
+            self.s.settimeout(timeout)
+            self.s.connect(unix)
         self.f = self.s.makefile("rb")
 
     def close(self):
@@ -214,12 +139,18 @@ class Redis:
             except OSError:
                 pass
 
-    def call(self, *args):
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    def send(self, cmds):
+        """Sends the commands (argument tuples) at once; their replies come by reply()."""
+        out = []
+        for args in cmds:
+            out.append(b"*%d\r\n" % len(args))
+            for a in args:
+                a = a if isinstance(a, bytes) else str(a).encode()
+                out.append(b"$%d\r\n%s\r\n" % (len(a), a))
         self.s.sendall(b"".join(out))
+
+    def call(self, *args):
+        self.send([args])
         return self.reply()
 
     def reply(self):

@@ -325,6 +325,15 @@ class Tester:
     def slot(self):
         return self.pool[self.rng.choice(sorted(self.pool))] if self.pool else None
 
+    def use_slot(self, write=False):
+        """slot(), marked as used (and its path as touched, for a WRITE); None when none is open."""
+        sl = self.slot()
+        if sl is not None:
+            self.touched_slots.add(sl)
+            if write:
+                self.touch(sl.path)
+        return sl
+
     def size(self, hi=256 * 1024):
         """A size 1 .. hi, log-uniform-ish."""
         bits = self.rng.randint(0, max(1, hi.bit_length() - 1))
@@ -543,11 +552,9 @@ class Tester:
         self.both(lambda s: os.close(sl.fd[s]))
 
     def op_write(self):
-        sl = self.slot()
+        sl = self.use_slot(write=True)
         if sl is None:
             return self.op_open()
-        self.touched_slots.add(sl)
-        self.touch(sl.path)
         if sl.direct:
             return self.direct_write(sl)
         n = self.size()
@@ -591,11 +598,9 @@ class Tester:
         self.both(fn)
 
     def op_pwrite(self):
-        sl = self.slot()
+        sl = self.use_slot(write=True)
         if sl is None:
             return self.op_open()
-        self.touched_slots.add(sl)
-        self.touch(sl.path)
         if sl.direct:
             return self.direct_write(sl)
         n = self.size()
@@ -606,10 +611,9 @@ class Tester:
         self.both(lambda s: os.pwrite(sl.fd[s], data, off))
 
     def op_read(self):
-        sl = self.slot()
+        sl = self.use_slot()
         if sl is None:
             return self.op_open()
-        self.touched_slots.add(sl)
         if sl.direct:
             return self.direct_read(sl)
         n = self.size()
@@ -617,10 +621,9 @@ class Tester:
         self.both(lambda s: os.read(sl.fd[s], n))
 
     def op_pread(self):
-        sl = self.slot()
+        sl = self.use_slot()
         if sl is None:
             return self.op_open()
-        self.touched_slots.add(sl)
         if sl.direct:
             return self.direct_read(sl)
         n = self.size()
@@ -629,10 +632,9 @@ class Tester:
         self.both(lambda s: os.pread(sl.fd[s], n, off))
 
     def op_lseek(self):
-        sl = self.slot()
+        sl = self.use_slot()
         if sl is None:
             return self.op_open()
-        self.touched_slots.add(sl)
         try:
             if stat.S_ISDIR(os.fstat(sl.fd[1]).st_mode):
                 return self.op_fstat()    # directory offsets are filesystem-specific cookies
@@ -646,11 +648,9 @@ class Tester:
         self.both(lambda s: os.lseek(sl.fd[s], off, whence))
 
     def op_ftruncate(self):
-        sl = self.slot()
+        sl = self.use_slot(write=True)
         if sl is None:
             return self.op_open()
-        self.touched_slots.add(sl)
-        self.touch(sl.path)
         length = self.new_length(self.cur_size(sl))
         self.desc = "ftruncate %s %d" % (sl.name(), length)
         self.unpin_slot(sl)
@@ -679,10 +679,9 @@ class Tester:
         self.both(lambda s: os.truncate(self.p(s, path), length))
 
     def op_fsync(self):
-        sl = self.slot()
+        sl = self.use_slot()
         if sl is None:
             return self.op_open()
-        self.touched_slots.add(sl)
         fn = self.rng.choice([os.fsync, os.fdatasync])
         self.desc = "%s %s" % (fn.__name__, sl.name())
         self.both(lambda s: fn(sl.fd[s]))
@@ -708,10 +707,9 @@ class Tester:
         self.compare_slot(sl)
 
     def op_flock(self):
-        sl = self.slot()
+        sl = self.use_slot()
         if sl is None:
             return self.op_open()
-        self.touched_slots.add(sl)
         op, name = self.rng.choice([(fcntl.LOCK_EX | fcntl.LOCK_NB, "LOCK_EX|LOCK_NB"),
                                     (fcntl.LOCK_SH | fcntl.LOCK_NB, "LOCK_SH|LOCK_NB"),
                                     (fcntl.LOCK_UN, "LOCK_UN")])
@@ -719,10 +717,9 @@ class Tester:
         self.both(lambda s: fcntl.flock(sl.fd[s], op))
 
     def op_posix_lock(self):
-        sl = self.slot()
+        sl = self.use_slot()
         if sl is None:
             return self.op_open()
-        self.touched_slots.add(sl)
         cmd, name = self.rng.choice([(fcntl.LOCK_EX | fcntl.LOCK_NB, "F_WRLCK"),
                                      (fcntl.LOCK_SH | fcntl.LOCK_NB, "F_RDLCK"),
                                      (fcntl.LOCK_UN, "F_UNLCK")])
@@ -732,10 +729,9 @@ class Tester:
         self.both(lambda s: fcntl.lockf(sl.fd[s], cmd, length, start, os.SEEK_SET))
 
     def op_ofd_lock(self):
-        sl = self.slot()
+        sl = self.use_slot()
         if sl is None:
             return self.op_open()
-        self.touched_slots.add(sl)
         ltype = self.rng.choice([fcntl.F_RDLCK, fcntl.F_WRLCK, fcntl.F_UNLCK])
         cmd = self.rng.choice([F_OFD_SETLK, F_OFD_SETLK, F_OFD_GETLK])
         if cmd == F_OFD_GETLK and ltype == fcntl.F_UNLCK:
@@ -772,11 +768,9 @@ class Tester:
         self.both(fn)
 
     def op_posix_fallocate(self):
-        sl = self.slot()
+        sl = self.use_slot(write=True)
         if sl is None:
             return self.op_open()
-        self.touched_slots.add(sl)
-        self.touch(sl.path)
         off = self.offset(self.cur_size(sl))
         n = self.size()
         self.desc = "posix_fallocate %s off %d len %d" % (sl.name(), off, n)
@@ -784,11 +778,9 @@ class Tester:
         self.both(lambda s: os.posix_fallocate(sl.fd[s], off, n))
 
     def op_punch(self):
-        sl = self.slot()
+        sl = self.use_slot(write=True)
         if sl is None:
             return self.op_open()
-        self.touched_slots.add(sl)
-        self.touch(sl.path)
         cur = self.cur_size(sl)
         off = self.rng.randint(0, max(0, cur)) if self.rng.random() < 0.8 else self.offset(cur)
         n = self.size()
@@ -958,11 +950,9 @@ class Tester:
         self.both(lambda s: os.chmod(self.p(s, path), mode))
 
     def op_fchmod(self):
-        sl = self.slot()
+        sl = self.use_slot(write=True)
         if sl is None:
             return self.op_open()
-        self.touched_slots.add(sl)
-        self.touch(sl.path)
         mode = self.mode()
         self.desc = "fchmod %s %o" % (sl.name(), mode)
         self.both(lambda s: os.fchmod(sl.fd[s], mode))

@@ -15,6 +15,7 @@
 set -uo pipefail
 
 LB_TESTS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$LB_TESTS_DIR/../lib/common.sh"
 LB_REPO_ROOT="$(cd "$LB_TESTS_DIR/../.." && pwd)"
 LIFEBOAT_BIN="${LIFEBOAT_BIN:-$LB_REPO_ROOT/.build/release/lifeboat}"
 case "$LIFEBOAT_BIN" in
@@ -37,14 +38,27 @@ LB_WAIT_RC=0
 
 # ---------------------------------------------------------------- lifecycle
 
+# lb_kill_pid PID: SIGKILL (after SIGCONT, should it be stopped), reaped
+lb_kill_pid() {
+    kill -CONT "$1" 2>/dev/null
+    kill -KILL "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+}
+# lb_track_first PID: PID goes first in LB_PIDS (a service before its agent); lb_untrack PID:
+# PID has ended (and was waited for): keep the cleanup from killing a reused pid
+lb_track_first() { LB_PIDS=("$1" "${LB_PIDS[@]+"${LB_PIDS[@]}"}"); }
+lb_untrack() {
+    local p keep=()
+    for p in "${LB_PIDS[@]+"${LB_PIDS[@]}"}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    LB_PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+# lb_cleanup: kills LB_PIDS, unmounts LB_MOUNTS and then lazily every mount left below the
+# temp dir (a dead FUSE mount of a killed agent fails `mountpoint`), removes the temp dir
 lb_cleanup() {
     local pid m i
     for pid in "${LB_PIDS[@]+"${LB_PIDS[@]}"}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -CONT "$pid" 2>/dev/null
-            kill -KILL "$pid" 2>/dev/null
-            wait "$pid" 2>/dev/null
-        fi
+        if kill -0 "$pid" 2>/dev/null; then lb_kill_pid "$pid"; fi
     done
     for ((i = ${#LB_MOUNTS[@]} - 1; i >= 0; i--)); do
         m="${LB_MOUNTS[$i]}"
@@ -52,6 +66,7 @@ lb_cleanup() {
             umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
         fi
     done
+    if [ -n "$LB_TMP" ]; then unmount_below "$LB_TMP"; fi
     if [ -n "$LB_TMP" ] && [ -d "$LB_TMP" ]; then
         if [ "${LB_KEEP:-0}" = 1 ]; then
             echo "kept temp dir: $LB_TMP" >&2
@@ -62,9 +77,12 @@ lb_cleanup() {
     fi
 }
 
-# lb_setup: makes $LB_TMP, installs the cleanup trap, checks the binary.
+# lb_setup: makes $LB_TMP (a new temp dir, or LB_DIR when set: scripts/demo.sh keeps its
+# work dir), installs the cleanup trap, checks the binary.
 lb_setup() {
-    LB_TMP="$(mktemp -d "${TMPDIR:-/tmp}/lifeboat-$LB_NAME.XXXXXX")" || {
+    if [ -n "${LB_DIR:-}" ]; then LB_TMP=$LB_DIR && mkdir -p "$LB_TMP"; else
+        LB_TMP="$(mktemp -d "${TMPDIR:-/tmp}/lifeboat-$LB_NAME.XXXXXX")"
+    fi || {
         echo "cannot create a temp dir"
         echo "0 passed, 1 failed"
         exit 1
@@ -386,33 +404,17 @@ lb_check() {
 # lb_wait_pid PID SECONDS: waits for a background child of this shell; its exit code goes to
 # LB_WAIT_RC (124 if it was still running after SECONDS: then it is killed). Not in a subshell.
 lb_wait_pid() {
-    local pid=$1 limit=$2 waited=0
-    while lb_is_running "$pid"; do
-        if [ "$waited" -ge $((limit * 10)) ]; then
-            kill -CONT "$pid" 2>/dev/null
-            kill -KILL "$pid" 2>/dev/null
-            wait "$pid" 2>/dev/null
-            LB_WAIT_RC=124
-            return 0
-        fi
-        sleep 0.1
-        waited=$((waited + 1))
-    done
-    wait "$pid" 2>/dev/null
-    LB_WAIT_RC=$?
+    if wait_gone "$1" "$2"; then LB_WAIT_RC=$WAIT_RC; else
+        lb_kill_pid "$1"
+        LB_WAIT_RC=124
+    fi
     return 0
 }
 
-lb_is_zombie() {
-    local st
-    st="$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)"
-    [ "$st" = Z ]
-}
+lb_is_zombie() { [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" = Z ]; }
 
 # lb_is_running PID: alive and not a zombie
-lb_is_running() {
-    kill -0 "$1" 2>/dev/null && ! lb_is_zombie "$1"
-}
+lb_is_running() { pid_alive "$1"; }
 
 # ---------------------------------------------------------------- captured data dirs (lifeboatd)
 
@@ -422,6 +424,29 @@ case "$LIFEBOATD_BIN" in
     *) LIFEBOATD_BIN="$LB_REPO_ROOT/$LIFEBOATD_BIN" ;;
 esac
 LB_AGENT_PORT_NEXT=$((17400 + RANDOM % 2000))
+
+# lb_need_agent [copy]: lifeboatd must be at LIFEBOATD_BIN (else a failed setup ends the test);
+# with "copy" (after lb_setup) the test runs a private copy, so a rebuild cannot swap it.
+lb_need_agent() {
+    if [ ! -x "$LIFEBOATD_BIN" ]; then
+        fail "setup" "lifeboatd at $LIFEBOATD_BIN" "no such executable (build it, or set LIFEBOATD_BIN)"
+        lb_finish
+    fi
+    if [ "${1:-}" = copy ]; then cp "$LIFEBOATD_BIN" "$LB_TMP/bin/lifeboatd" && LIFEBOATD_BIN="$LB_TMP/bin/lifeboatd"; fi
+}
+
+# lb_need_redis_fuse: without redis-server, redis-cli or /dev/fuse the test cannot run at all:
+# it ends SKIPped, not failed
+lb_need_redis_fuse() {
+    if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+        lb_skip "$LB_NAME: redis-server and redis-cli are not installed (scripts/setup.sh)"
+        lb_finish
+    fi
+    if [ ! -c /dev/fuse ]; then
+        lb_skip "$LB_NAME: /dev/fuse is missing"
+        lb_finish
+    fi
+}
 
 # lb_capture_config NAME: writes $LB_TMP/NAME/agent.yaml for one workload NAME with
 # data/backing/journal dirs under $LB_TMP/NAME and a repository in $LB_TMP/NAME/volume/repo.
