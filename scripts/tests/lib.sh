@@ -206,6 +206,14 @@ lb() {
     return 0
 }
 
+# lb_ok NAME ARGS...: lb "$OUT" "$ERR" ARGS, and the assertion NAME that it exits 0
+lb_ok() {
+    local name=$1
+    shift
+    lb "$OUT" "$ERR" "$@"
+    assert_exit "$name" 0 "$LB_RC" "$ERR"
+}
+
 # lb_env OUT ERR VAR=VALUE... -- ARGS... : like lb with extra environment.
 lb_env() {
     local out=$1 err=$2
@@ -500,6 +508,16 @@ lb_capture_start() {
     echo "# lifeboatd did not mount $LB_CAP_DATA; its log:"
     sed 's/^/#   /' "$LB_CAP_DIR/agent.log" | tail -n 20
     return 1
+}
+
+# lb_capture_up NAME [WHAT] [EXPECTED]: lb_capture_start NAME as one assertion (named WHAT,
+# default "start lifeboatd"); when the data dir does not get mounted the test ends
+lb_capture_up() {
+    if ! lb_capture_start "$1"; then
+        fail "${2:-start lifeboatd}" "${3:-the data dir mounted within 30 s}" "not mounted (agent log above)"
+        lb_finish
+    fi
+    pass
 }
 
 # lb_capture_ready: the data dir is mounted by the agent
