@@ -168,31 +168,12 @@ CL_EXPECT=""        # ERE of agent log lines that are expected (about the killed
 P=""                # the running cluster's primary (an index)
 AGENT_PIDS=("" "" "")
 SERVICE_PIDS=()     # service pids the status API named (killed in the cleanup if still ours)
-BG_PIDS=()          # helpers started in the background
+LB_PIDS=()          # helpers started in the background (killed in the cleanup)
+LB_TMP=""           # (fo_teardown: this script unmounts below WORK itself)
 FAILED=0
 PROBLEMS=$LOGS/agent-problems.txt
 : >"$PROBLEMS"
 
-# our_service PID: PID runs bench_service.py on a data dir of this run
-our_service() {
-    local cmd
-    cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") || return 1
-    [[ $cmd == *bench_service.py* && $cmd == *"$WORK/"* ]]
-}
-# track_service I PID: the cleanup kills PID (host I's service) if it still runs it
-track_service() {
-    [[ ${2:-} =~ ^[0-9]+$ ]] || return 0
-    local p
-    for p in "${SERVICE_PIDS[@]+"${SERVICE_PIDS[@]}"}"; do [[ $p == "$2" ]] && return 0; done
-    SERVICE_PIDS+=("$2")
-}
-kill_services() {
-    local p
-    for p in "${SERVICE_PIDS[@]+"${SERVICE_PIDS[@]}"}"; do
-        if pid_alive "$p" && our_service "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
-    done
-    SERVICE_PIDS=()
-}
 # cluster_stop: SIGTERM to every agent still running (it stops its service and unmounts),
 # SIGKILL after 30 s; then the services, the mounts, and the cluster's dir (kept with BENCH_KEEP=1)
 cluster_stop() {
@@ -235,22 +216,9 @@ cluster_stop() {
 
 # shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
-    local rc=$? p
+    local rc=$?
     trap - EXIT INT TERM
-    for p in "${BG_PIDS[@]+"${BG_PIDS[@]}"}"; do
-        pid_alive "$p" && kill -KILL "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
-    # freeze the agents first, so that none starts a service while the others go
-    for p in "${AGENT_PIDS[@]}"; do [[ -n $p ]] && kill -STOP "$p" 2>/dev/null; done
-    kill_services
-    for p in "${AGENT_PIDS[@]}"; do
-        [[ -n $p ]] || continue
-        kill -KILL "$p" 2>/dev/null
-        kill -CONT "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
-    AGENT_PIDS=("" "" "")
+    fo_teardown # agents frozen, then their services, the agents and the helpers SIGKILLed
     [[ -n ${WORK:-} ]] && unmount_below "$WORK"
     if [[ -n ${SHM:-} ]]; then
         unmount_below "$SHM"
@@ -287,6 +255,7 @@ agent_tail() {  # the last lines of every agent log of the running cluster
 # the workload's service: bench_service.py, answering HTTP on ADDRS[I]:SVC_PORT
 CL_WORKLOAD=bench
 CL_SERVICE=bench_service
+CL_SERVICE_CMD="bench_service.py --dir $WORK/" # what only this run's services' command lines hold
 CL_DISOWN=1 # no "Killed" notice from bash when the bench SIGKILLs an agent (wait_gone polls the pid)
 bench_service() {
     cat <<YAML
@@ -369,7 +338,7 @@ run_stream() {  # LABEL (disk or tmpfs): in the running async cluster
     rec "$sec" dirs "$CL"
     python3 "$HELPER" stream-watch "$LOGS/stream-$1.tsv" "$(api "$P")" "${peers[@]}" 2>"$LOGS/stream-$1-watch.err" &
     w=$!
-    BG_PIDS+=("$w")
+    LB_PIDS+=("$w")
     sleep 0.5
     log "stream ($1): dd bs=1M count=$STREAM_MIB conv=fsync into ${HOSTS[$P]}'s data dir $data"
     t_start=$EPOCHREALTIME
@@ -487,10 +456,10 @@ print(d["snapshot"], d["position"], d["seconds"])' "$snap_json")
     CL_EXPECT="stream to ${HOSTS[$P]}: Connection errors: .*${ADDRS[$P]}:$PEER_PORT.*Connection refused"
     t_kill=$EPOCHREALTIME
     kill -KILL "$ap" 2>/dev/null
-    [[ $svc =~ ^[0-9]+$ ]] && our_service "$svc" && kill -KILL "$svc" 2>/dev/null
+    is_service_of "$P" "$svc" && kill -KILL "$svc" 2>/dev/null
     python3 "$HELPER" wait-answer "$t_kill" 120 "${ADDRS[${other[0]}]}:$SVC_PORT" "${ADDRS[${other[1]}]}:$SVC_PORT" >"$LOGS/answer-$mode-$ttl.txt" 2>&1 &
     ans_pid=$!
-    BG_PIDS+=("$ans_pid")
+    LB_PIDS+=("$ans_pid")
     wait_gone "$ap" 10
     AGENT_PIDS[P]=""
     umount -l "$data" 2>/dev/null || fusermount3 -u -z "$data" 2>/dev/null || true

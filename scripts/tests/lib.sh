@@ -38,21 +38,7 @@ LB_WAIT_RC=0
 
 # ---------------------------------------------------------------- lifecycle
 
-# lb_kill_pid PID: SIGKILL (after SIGCONT, should it be stopped), reaped
-lb_kill_pid() {
-    kill -CONT "$1" 2>/dev/null
-    kill -KILL "$1" 2>/dev/null
-    wait "$1" 2>/dev/null
-}
-# lb_track_first PID: PID goes first in LB_PIDS (a service before its agent); lb_untrack PID:
-# PID has ended (and was waited for): keep the cleanup from killing a reused pid
-lb_track_first() { LB_PIDS=("$1" "${LB_PIDS[@]+"${LB_PIDS[@]}"}"); }
-lb_untrack() {
-    local p keep=()
-    for p in "${LB_PIDS[@]+"${LB_PIDS[@]}"}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    LB_PIDS=("${keep[@]+"${keep[@]}"}")
-}
-
+# (lb_track_first, lb_untrack and lb_kill_pid for LB_PIDS: scripts/lib/common.sh)
 # lb_cleanup: kills LB_PIDS, unmounts LB_MOUNTS and then lazily every mount left below the
 # temp dir (a dead FUSE mount of a killed agent fails `mountpoint`), removes the temp dir
 lb_cleanup() {
