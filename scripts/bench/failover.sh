@@ -168,31 +168,12 @@ CL_EXPECT=""        # ERE of agent log lines that are expected (about the killed
 P=""                # the running cluster's primary (an index)
 AGENT_PIDS=("" "" "")
 SERVICE_PIDS=()     # service pids the status API named (killed in the cleanup if still ours)
-BG_PIDS=()          # helpers started in the background
+LB_PIDS=()          # helpers started in the background (killed in the cleanup)
+LB_TMP=""           # (fo_teardown: this script unmounts below WORK itself)
 FAILED=0
 PROBLEMS=$LOGS/agent-problems.txt
 : >"$PROBLEMS"
 
-# our_service PID: PID runs bench_service.py on a data dir of this run
-our_service() {
-    local cmd
-    cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline") || return 1
-    [[ $cmd == *bench_service.py* && $cmd == *"$WORK/"* ]]
-}
-# track_service I PID: the cleanup kills PID (host I's service) if it still runs it
-track_service() {
-    [[ ${2:-} =~ ^[0-9]+$ ]] || return 0
-    local p
-    for p in "${SERVICE_PIDS[@]+"${SERVICE_PIDS[@]}"}"; do [[ $p == "$2" ]] && return 0; done
-    SERVICE_PIDS+=("$2")
-}
-kill_services() {
-    local p
-    for p in "${SERVICE_PIDS[@]+"${SERVICE_PIDS[@]}"}"; do
-        if pid_alive "$p" && our_service "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
-    done
-    SERVICE_PIDS=()
-}
 # cluster_stop: SIGTERM to every agent still running (it stops its service and unmounts),
 # SIGKILL after 30 s; then the services, the mounts, and the cluster's dir (kept with BENCH_KEEP=1)
 cluster_stop() {
@@ -235,22 +216,9 @@ cluster_stop() {
 
 # shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
-    local rc=$? p
+    local rc=$?
     trap - EXIT INT TERM
-    for p in "${BG_PIDS[@]+"${BG_PIDS[@]}"}"; do
-        pid_alive "$p" && kill -KILL "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
-    # freeze the agents first, so that none starts a service while the others go
-    for p in "${AGENT_PIDS[@]}"; do [[ -n $p ]] && kill -STOP "$p" 2>/dev/null; done
-    kill_services
-    for p in "${AGENT_PIDS[@]}"; do
-        [[ -n $p ]] || continue
-        kill -KILL "$p" 2>/dev/null
-        kill -CONT "$p" 2>/dev/null
-        wait "$p" 2>/dev/null
-    done
-    AGENT_PIDS=("" "" "")
+    fo_teardown # agents frozen, then their services, the agents and the helpers SIGKILLed
     [[ -n ${WORK:-} ]] && unmount_below "$WORK"
     if [[ -n ${SHM:-} ]]; then
         unmount_below "$SHM"
@@ -269,6 +237,12 @@ bench_space $(((STATE_BYTES > STREAM_BYTES ? STATE_BYTES : STREAM_BYTES) * 10 + 
 calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }   # EXPR with decimals
 rec() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$RESULTS"; }   # SECTION KEY VALUE
 h() { python3 "$HELPER" "$@"; }   # (in the background: python3 "$HELPER" itself, so that $! is python's pid)
+# broke SECTION MESSAGE [LINES]: the part failed: recorded, the agents' logs shown (their last LINES)
+broke() {
+    rec "$1" error "$2"
+    agent_tail "${3:-15}"
+    FAILED=1
+}
 agent_tail() {  # the last lines of every agent log of the running cluster
     local i
     for i in 0 1 2; do
@@ -281,6 +255,7 @@ agent_tail() {  # the last lines of every agent log of the running cluster
 # the workload's service: bench_service.py, answering HTTP on ADDRS[I]:SVC_PORT
 CL_WORKLOAD=bench
 CL_SERVICE=bench_service
+CL_SERVICE_CMD="bench_service.py --dir $WORK/" # what only this run's services' command lines hold
 CL_DISOWN=1 # no "Killed" notice from bash when the bench SIGKILLs an agent (wait_gone polls the pid)
 bench_service() {
     cat <<YAML
@@ -292,7 +267,7 @@ YAML
 # cluster_start NAME MODE TTL [BASE]: a fresh cluster in BASE/NAME (default: the run's dir);
 # sets P (primary index), P_EPOCH, P_SVC
 cluster_start() {
-    local i out
+    local i
     CL_NAME=$1
     CL="${4:-$WORK}/$1"
     FO_DIR=$CL VOLUME=$CL/volume MODE=$2 LEASE_TTL=${3}s
@@ -303,11 +278,13 @@ cluster_start() {
         return 1
     fi
     P=$PRIMARY P_EPOCH=$PRIMARY_EPOCH P_SVC=$PRIMARY_PID
-    if ! out=$(h wait-peers 30 2 "$(api "$P")" 2>&1); then
-        log "$1: $out"
-        agent_tail
-        return 1
-    fi
+    for i in 0 1 2; do
+        [[ $i == "$P" ]] || wait_until 30 peer_connected "$P" "$i" || {
+            log "$1: ${HOSTS[$P]} does not see ${HOSTS[$i]} connected within 30 s: $(st_line "$P")"
+            agent_tail
+            return 1
+        }
+    done
     log "$1: ${HOSTS[$P]} is primary (epoch $P_EPOCH, service pid $P_SVC), both peers connected (replication $2, lease_ttl ${3}s)"
 }
 
@@ -361,7 +338,7 @@ run_stream() {  # LABEL (disk or tmpfs): in the running async cluster
     rec "$sec" dirs "$CL"
     python3 "$HELPER" stream-watch "$LOGS/stream-$1.tsv" "$(api "$P")" "${peers[@]}" 2>"$LOGS/stream-$1-watch.err" &
     w=$!
-    BG_PIDS+=("$w")
+    LB_PIDS+=("$w")
     sleep 0.5
     log "stream ($1): dd bs=1M count=$STREAM_MIB conv=fsync into ${HOSTS[$P]}'s data dir $data"
     t_start=$EPOCHREALTIME
@@ -410,17 +387,15 @@ run_failover() {
     local t0=$EPOCHREALTIME
     for ((n = 0; n < BENCH_STATE_FILES; n++)); do
         dd if=/dev/urandom of="$(printf '%s/state/f%03d.dat' "$data" "$n")" bs=1M count="$FILE_MIB" conv=fsync status=none \
-            2>>"$LOGS/state-dd.err" || { rec "$sec" error "writing the state failed: $(tail -n 1 "$LOGS/state-dd.err")"; agent_tail; FAILED=1; return 1; }
+            2>>"$LOGS/state-dd.err" || { broke "$sec" "writing the state failed: $(tail -n 1 "$LOGS/state-dd.err")"; return 1; }
     done
     rec "$sec" state_write_seconds "$(calc "$EPOCHREALTIME - $t0")"
 
-    out=$(h wait-caught-up 300 "$(api "$P")" 2>&1) || { rec "$sec" error "peers not caught up after the state: $out"; agent_tail; FAILED=1; return 1; }
+    out=$(h wait-caught-up 300 "$(api "$P")" 2>&1) || { broke "$sec" "peers not caught up after the state: $out"; return 1; }
     log "failover $mode ttl ${ttl}s: state written, peers caught up ($out); snapshot"
     snap_json="$LOGS/snapshot-$mode-$ttl.json"
     if ! "$LB" backup --agent "$(api "$P")" --workload bench --json >"$snap_json" 2>"$snap_json.err"; then
-        rec "$sec" error "lifeboat backup --agent failed: $(tail -n 2 "$snap_json.err" | tr '\n' ' ')"
-        agent_tail
-        FAILED=1
+        broke "$sec" "lifeboat backup --agent failed: $(tail -n 2 "$snap_json.err" | tr '\n' ' ')"
         return 1
     fi
     read -r snap snap_pos k < <(python3 -c 'import json, sys
@@ -436,16 +411,14 @@ print(d["snapshot"], d["position"], d["seconds"])' "$snap_json")
     recv0=$(curl -sf "$(api "${other[0]}")/metrics" | awk '/^lifeboat_bytes_received_total/ {print $2}')
     log "failover $mode ttl ${ttl}s: overwriting $((DELTA_BYTES >> 10)) KiB in random 8 KiB blocks (pwrite+fsync each)"
     if ! out=$(h write-delta "$data/state" "$DELTA_BYTES" 8192 "$((ttl * 7 + ${#mode}))" 2>&1); then
-        rec "$sec" error "the delta writes failed: $out"
-        agent_tail
-        FAILED=1
+        broke "$sec" "the delta writes failed: $out"
         return 1
     fi
     read -r n k t0 <<<"$out"
     rec "$sec" delta_blocks "$n"
     rec "$sec" delta_written_bytes "$k"
     rec "$sec" delta_write_seconds "$t0"
-    out=$(h wait-caught-up 120 "$(api "$P")" 2>&1) || { rec "$sec" error "peers not caught up after the delta: $out"; agent_tail; FAILED=1; return 1; }
+    out=$(h wait-caught-up 120 "$(api "$P")" 2>&1) || { broke "$sec" "peers not caught up after the delta: $out"; return 1; }
     read -r k n <<<"$out"
     rec "$sec" catch_up_seconds "$k"
     recv1=$(curl -sf "$(api "${other[0]}")/metrics" | awk '/^lifeboat_bytes_received_total/ {print $2}')
@@ -474,9 +447,7 @@ print(d["snapshot"], d["position"], d["seconds"])' "$snap_json")
     rec "$sec" lease_expires_in_before_kill "$left"
     if [[ $role != primary || $ep != "$P_EPOCH" || $holder != "${HOSTS[$P]}" ]]; then
         log "failover $mode ttl ${ttl}s: before the kill ${HOSTS[$P]} is $role at epoch $ep, lease holder $holder: it lost its lease without being killed"
-        rec "$sec" error "before the kill the primary ${HOSTS[$P]} was $role at epoch $ep (lease holder $holder): it lost its lease during the page-cache drop (sync), not killed"
-        agent_tail 25
-        FAILED=1
+        broke "$sec" "before the kill the primary ${HOSTS[$P]} was $role at epoch $ep (lease holder $holder): it lost its lease during the page-cache drop (sync), not killed" 25
         return 1
     fi
     svc=$(fc_status "$(api "$P")" service.pid) || svc=$P_SVC
@@ -485,10 +456,10 @@ print(d["snapshot"], d["position"], d["seconds"])' "$snap_json")
     CL_EXPECT="stream to ${HOSTS[$P]}: Connection errors: .*${ADDRS[$P]}:$PEER_PORT.*Connection refused"
     t_kill=$EPOCHREALTIME
     kill -KILL "$ap" 2>/dev/null
-    [[ $svc =~ ^[0-9]+$ ]] && our_service "$svc" && kill -KILL "$svc" 2>/dev/null
+    is_service_of "$P" "$svc" && kill -KILL "$svc" 2>/dev/null
     python3 "$HELPER" wait-answer "$t_kill" 120 "${ADDRS[${other[0]}]}:$SVC_PORT" "${ADDRS[${other[1]}]}:$SVC_PORT" >"$LOGS/answer-$mode-$ttl.txt" 2>&1 &
     ans_pid=$!
-    BG_PIDS+=("$ans_pid")
+    LB_PIDS+=("$ans_pid")
     wait_gone "$ap" 10
     AGENT_PIDS[P]=""
     umount -l "$data" 2>/dev/null || fusermount3 -u -z "$data" 2>/dev/null || true
@@ -497,18 +468,14 @@ print(d["snapshot"], d["position"], d["seconds"])' "$snap_json")
     wait "$ans_pid"
     ans=$(cat "$LOGS/answer-$mode-$ttl.txt")
     if [[ $ans != *:$SVC_PORT\ * ]]; then
-        rec "$sec" error "no service answered within 120 s of the kill: $ans"
-        agent_tail 25
-        FAILED=1
+        broke "$sec" "no service answered within 120 s of the kill: $ans" 25
         return 1
     fi
     read -r k t0 n <<<"$ans"
     rec "$sec" kill_to_answer "$t0"
     rec "$sec" service_answer "$n"
     if ! wait_primary 30 $((P_EPOCH + 1)) "$P"; then
-        rec "$sec" error "the service answers at $k but no single new primary: $WAIT_SEEN"
-        agent_tail 25
-        FAILED=1
+        broke "$sec" "the service answers at $k but no single new primary: $WAIT_SEEN" 25
         return 1
     fi
     N=$PRIMARY N_EPOCH=$PRIMARY_EPOCH

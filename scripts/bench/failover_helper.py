@@ -2,7 +2,6 @@
 """failover_helper.py: the client side of scripts/bench/failover.sh (standard library only).
 
 Agent status (GET URL/v1/status, the first workload; fields and the primary: scripts/lib/cluster.sh):
-  wait-peers TIMEOUT COUNT URL      until URL (a primary) sees COUNT peers connected
   wait-caught-up TIMEOUT URL        until every peer of URL acked its durable position; prints
                                     "SECONDS POSITION"
 Services:
@@ -51,21 +50,6 @@ def seq(pos):
     if not isinstance(pos, str) or ":" not in pos:
         return 0
     return int(pos.rsplit(":", 1)[1])
-
-
-def cmd_wait_peers(timeout, count, url):
-    end = time.time() + float(timeout)
-    while True:
-        try:
-            peers = workload(url, 1.0).get("peers") or []
-            if sum(1 for p in peers if p.get("connected")) >= int(count):
-                return
-        except Exception:
-            pass
-        if time.time() >= end:
-            print("fewer than %s peers connected to %s" % (count, url), file=sys.stderr)
-            sys.exit(1)
-        time.sleep(0.1)
 
 
 def cmd_wait_caught_up(timeout, url):
@@ -438,8 +422,7 @@ def main():
         print(__doc__)
         return
     cmd, args = sys.argv[1], sys.argv[2:]
-    fn = {"wait-peers": cmd_wait_peers,
-          "wait-caught-up": cmd_wait_caught_up, "wait-answer": cmd_wait_answer, "stream-watch": cmd_stream_watch,
+    fn = {"wait-caught-up": cmd_wait_caught_up, "wait-answer": cmd_wait_answer, "stream-watch": cmd_stream_watch,
           "stream-report": cmd_stream_report, "write-delta": cmd_write_delta, "fio": cmd_fio, "rsync": cmd_rsync,
           "report": cmd_report}.get(cmd)
     if fn is None:

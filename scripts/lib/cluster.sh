@@ -5,9 +5,10 @@
 # Used by the failover tests (through scripts/tests/failover_lib.sh), the demo (through
 # scripts/lib/failover_scenario.sh) and scripts/bench/failover.sh.
 #
-# Source it after scripts/tests/lib.sh (pass/fail/assert_*, lb_info, lb_is_running,
-# lb_wait_pid, LB_TMP, LB_PIDS) and lb_setup; then `trap fo_cleanup EXIT`. A script without
-# the assertions (the failover bench) uses only write_config, agent_start, hdir and api.
+# Source it after scripts/tests/lib.sh (pass/fail/assert_*, lb_info, lb_wait_pid, LB_TMP,
+# LB_PIDS) and lb_setup; then `trap fo_cleanup EXIT`. A script without the assertions (the
+# failover bench) uses the configs, the agents, the status reads, wait_primary, track_service,
+# kill_services and fo_teardown, with LB_TMP="".
 #
 # The sourcing script sets first:
 #   HOSTS ADDRS        three host names and their addresses (arrays)
@@ -27,6 +28,8 @@
 #   CL_SERVICE         a function NAME: `NAME I` prints host I's `service:` keys (start,
 #                      health, stop; six spaces in) and writes what they need (default
 #                      redis_service: hI/redis.conf, redis on ADDRS[I]:REDIS_PORT)
+#   CL_SERVICE_CMD     text that a service command line of host I (is_service_of) holds and
+#                      nothing else's: default hI/redis.conf
 
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -56,17 +59,17 @@ is_mounted() { [ "$(mounts_on "$1")" != 0 ]; }
 # its cwd is hI's data dir
 is_service_of() {
     local pid=$2 d cmd
-    is_int "$pid" && lb_is_running "$pid" || return 1
+    is_int "$pid" && pid_alive "$pid" || return 1
     d="$(hdir "$1")"
     cmd="$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")"
-    [[ "$cmd" == *"$d/redis.conf"* ]] && return 0
+    [[ "$cmd" == *"${CL_SERVICE_CMD:-$d/redis.conf}"* ]] && return 0
     if [ "$(cat 2>/dev/null <"/proc/$pid/comm")" = redis-server ] &&
-        [[ "$cmd" == *"${ADDRS[$1]}:$REDIS_PORT"* ]]; then
+        [[ "$cmd" == *"${ADDRS[$1]}:${REDIS_PORT:-}"* ]]; then
         return 0
     fi
     [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$d/data" ]
 }
-pid_gone() { ! lb_is_running "$1"; }
+pid_gone() { ! pid_alive "$1"; }
 
 # service_pids_of I: host I's redis processes: the pids the status API named that still run
 # it, and children / grandchildren of I's agent that run it (one started after the last
@@ -109,17 +112,11 @@ untrack_service() {
 # mount below the temp dir (a SIGKILLed agent's mount can be dead: `mountpoint` fails on it,
 # so lb_cleanup alone would skip it). AGENT_PIDS are "" afterwards.
 fo_teardown() {
-    local pid i m victims=()
+    local pid i m
     for pid in "${AGENT_PIDS[@]}"; do
         [ -n "$pid" ] && kill -STOP "$pid" 2>/dev/null
     done
-    for i in 0 1 2; do
-        for pid in $(service_pids_of "$i"); do victims+=("$pid"); done
-    done
-    for pid in "${victims[@]+"${victims[@]}"}"; do kill -KILL "$pid" 2>/dev/null; done
-    for pid in "${victims[@]+"${victims[@]}"}"; do wait_until 5 pid_gone "$pid"; done
-    for pid in "${SERVICE_PIDS[@]+"${SERVICE_PIDS[@]}"}"; do lb_untrack "$pid"; done
-    SERVICE_PIDS=()
+    kill_services
     # the agents die still frozen: a SIGCONT first would let one restart its service
     for pid in "${AGENT_PIDS[@]}"; do
         [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
@@ -139,6 +136,19 @@ fo_teardown() {
         done
     done
     if [ -n "$LB_TMP" ]; then unmount_below "$LB_TMP"; fi
+}
+
+# kill_services: SIGKILL to every service process of the three hosts (service_pids_of; each
+# waited for up to 5 s); SERVICE_PIDS is empty afterwards
+kill_services() {
+    local pid i victims=()
+    for i in 0 1 2; do
+        for pid in $(service_pids_of "$i"); do victims+=("$pid"); done
+    done
+    for pid in "${victims[@]+"${victims[@]}"}"; do kill -KILL "$pid" 2>/dev/null; done
+    for pid in "${victims[@]+"${victims[@]}"}"; do wait_until 5 pid_gone "$pid"; done
+    for pid in "${SERVICE_PIDS[@]+"${SERVICE_PIDS[@]}"}"; do lb_untrack "$pid"; done
+    SERVICE_PIDS=()
 }
 
 # fo_cleanup: the EXIT trap: fo_teardown, then lib.sh's cleanup

@@ -89,6 +89,22 @@ wait_gone() {
     return 1
 }
 
+# LB_PIDS: the pids an EXIT cleanup kills. lb_track_first PID puts PID first (a service before
+# its agent); lb_untrack PID forgets it (it ended and was waited for: never kill a reused pid);
+# lb_kill_pid PID: SIGKILL (after SIGCONT, should it be stopped), reaped
+LB_PIDS=("${LB_PIDS[@]+"${LB_PIDS[@]}"}")
+lb_track_first() { LB_PIDS=("$1" "${LB_PIDS[@]+"${LB_PIDS[@]}"}"); }
+lb_untrack() {
+    local p keep=()
+    for p in "${LB_PIDS[@]+"${LB_PIDS[@]}"}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    LB_PIDS=("${keep[@]+"${keep[@]}"}")
+}
+lb_kill_pid() {
+    kill -CONT "$1" 2>/dev/null
+    kill -KILL "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+}
+
 # stop_pid PID SECONDS: SIGTERM, then SIGKILL after SECONDS; reaped
 stop_pid() {
     kill -TERM "$1" 2>/dev/null || true

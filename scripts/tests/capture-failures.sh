@@ -231,11 +231,7 @@ EOF
 # ---------------------------------------------------------------- 6 (API) and 3: a running agent
 
 W="kill"
-if ! lb_capture_start "$W"; then
-    fail "start lifeboatd ($W)" "the data dir mounted within 30 s" "not mounted (agent log above)"
-    lb_finish
-fi
-pass
+lb_capture_up "$W" "start lifeboatd ($W)"
 DATA_REAL="$(realpath -e "$LB_CAP_DATA")"
 
 api_get() { # api_get PATH OUTFILE: retries for up to 10 s (the API starts just after the mount)

@@ -155,11 +155,7 @@ checksums() {
 # ---------------------------------------------------------------- initdb, load, run
 
 t0=$(date +%s)
-if ! lb_capture_start postgres; then
-    fail "start lifeboatd" "the data dir mounted within 30 s" "not mounted (agent log above)"
-    lb_finish
-fi
-pass
+lb_capture_up postgres
 PGDATA="$LB_CAP_DATA/pg"
 mkdir -p "$PGDATA"
 chown postgres:postgres "$PGDATA"
@@ -213,11 +209,7 @@ checksums "the backing dir alone, agent stopped" "$LB_CAP_BACKING/pg"
 assert_match "the backing dir's control file says the cluster was shut down" \
     'Database cluster state: +shut down$' "$("$PGBIN/pg_controldata" -D "$LB_CAP_BACKING/pg" 2>&1 | grep 'cluster state')"
 
-if ! lb_capture_start postgres; then
-    fail "restart lifeboatd" "the data dir mounted again within 30 s" "not mounted (agent log above)"
-    lb_finish
-fi
-pass
+lb_capture_up postgres "restart lifeboatd" "the data dir mounted again within 30 s"
 pg_start "start postgres after the agent restart" || give_up
 verify "after the agent restart"
 assert_eq "after the agent restart: counts, sums and checksums as before" "$STATE2" "$STATE"

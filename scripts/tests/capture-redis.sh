@@ -199,11 +199,7 @@ give_up() {
 # ---------------------------------------------------------------- run 1: SIGKILL mid-write
 
 t0=$(date +%s)
-if ! lb_capture_start redis; then
-    fail "start lifeboatd" "the data dir mounted within 30 s" "not mounted (agent log above)"
-    lb_finish
-fi
-pass
+lb_capture_up redis
 mkdir -p "$LB_CAP_DATA/redis"
 redis_start "start redis in the mount" || give_up
 redis_write a 3000 1
@@ -253,11 +249,7 @@ assert_true "the backing dir holds redis's AOF manifest" "a file $LB_CAP_BACKING
     has_manifest
 SUMS="$(cd "$LB_CAP_BACKING/redis" && find . -type f -printf '%P\n' | LC_ALL=C sort | xargs -r sha256sum)"
 
-if ! lb_capture_start redis; then
-    fail "restart lifeboatd" "the data dir mounted again within 30 s" "not mounted (agent log above)"
-    lb_finish
-fi
-pass
+lb_capture_up redis "restart lifeboatd" "the data dir mounted again within 30 s"
 assert_eq "after the agent restart, the mount shows the same AOF bytes" "$SUMS" \
     "$(cd "$LB_CAP_DATA/redis" && find . -type f -printf '%P\n' | LC_ALL=C sort | xargs -r sha256sum)"
 redis_start "start redis after the agent restart" || give_up

@@ -51,24 +51,19 @@ bad() {
 
 # ---------------------------------------------------------------- a valid repository
 make_tree "$SRC" 2 2
-lb "$OUT" "$ERR" init --repo "$REPO"
-assert_exit "init" 0 "$LB_RC" "$ERR"
+lb_ok "init" init --repo "$REPO"
 [ "$LB_RC" -eq 0 ] || lb_finish
-lb "$OUT" "$ERR" backup --repo "$REPO" "$SRC"
-assert_exit "backup 1" 0 "$LB_RC" "$ERR"
+lb_ok "backup 1" backup --repo "$REPO" "$SRC"
 ID1="$(lb_last_line "$OUT")"
 printf 'changed\n' >>"$SRC/hello.txt"
-lb "$OUT" "$ERR" backup --repo "$REPO" "$SRC"
-assert_exit "backup 2" 0 "$LB_RC" "$ERR"
+lb_ok "backup 2" backup --repo "$REPO" "$SRC"
 ID2="$(lb_last_line "$OUT")"
 
 # positive controls: the env variable, `latest` and an 8-digit prefix work
 lb_env "$OUT" "$ERR" "LIFEBOAT_REPOSITORY=$REPO" -- snapshots
 assert_exit "snapshots with LIFEBOAT_REPOSITORY" 0 "$LB_RC" "$ERR"
-lb "$OUT" "$ERR" ls --repo "$REPO" latest
-assert_exit "ls latest" 0 "$LB_RC" "$ERR"
-lb "$OUT" "$ERR" ls --repo "$REPO" "${ID1:0:8}"
-assert_exit "ls with an 8-digit prefix" 0 "$LB_RC" "$ERR"
+lb_ok "ls latest" ls --repo "$REPO" latest
+lb_ok "ls with an 8-digit prefix" ls --repo "$REPO" "${ID1:0:8}"
 
 # ---------------------------------------------------------------- repository missing / wrong (10)
 bad "snapshots without --repo or LIFEBOAT_REPOSITORY" 10 "--repo" "$REPO" -- snapshots

@@ -21,8 +21,7 @@ OUT="$LB_TMP/out"
 ERR="$LB_TMP/err"
 REPO="$LB_TMP/repo"
 
-lb "$OUT" "$ERR" init --repo "$REPO"
-assert_exit "init" 0 "$LB_RC" "$ERR"
+lb_ok "init" init --repo "$REPO"
 [ "$LB_RC" -eq 0 ] || lb_finish
 
 declare -A EXPECT=() # snapshot id -> tree it must restore to
@@ -117,8 +116,7 @@ backup_p() {
 # forget_p KEEP_ID: forget --keep-last 1 (the group of path P) and drop the forgotten ids
 forget_p() {
     local ctx=$1 id
-    lb "$OUT" "$ERR" forget --repo "$REPO" --keep-last 1
-    assert_exit "$ctx: forget --keep-last 1" 0 "$LB_RC" "$ERR"
+    lb_ok "$ctx: forget --keep-last 1" forget --repo "$REPO" --keep-last 1
     local ids
     ids=" $(lb_snapshot_ids "$REPO" | tr '\n' ' ') "
     for id in "${!EXPECT[@]}"; do
@@ -180,8 +178,7 @@ if wait_for_lock "$PBK" "$LOCKS_BEFORE"; then
     lb_check "(b)" "$REPO"
     lb_restore_check "(b) backup that ran during prune" "$REPO" "$S3" "$V1"
     # and a normal prune now, then everything still restores
-    lb "$OUT" "$ERR" prune --repo "$REPO"
-    assert_exit "(b) prune after the backup" 0 "$LB_RC" "$ERR"
+    lb_ok "(b) prune after the backup" prune --repo "$REPO"
     lb_check "(b) after prune" "$REPO"
     lb_restore_check "(b) after prune: backup that ran during prune" "$REPO" "$S3" "$V1"
 else
@@ -300,8 +297,7 @@ else
         trees_equal "(d) restore that ran during prune" "$V4" "$TARGET"
     fi
     lb_check "(d)" "$REPO"
-    lb "$OUT" "$ERR" prune --repo "$REPO"
-    assert_exit "(d) prune after the restore" 0 "$LB_RC" "$ERR"
+    lb_ok "(d) prune after the restore" prune --repo "$REPO"
     lb_info "(d) prune after the restore: $(lb_head "$OUT")"
 fi
 

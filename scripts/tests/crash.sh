@@ -355,8 +355,7 @@ round_prune_random() {
 # ------------------------------------------------------------------ main
 
 make_tree "$SRC" "$CRASH_BIG_MIB" "$NBIG"
-lb "$OUT" "$ERR" init --repo "$REPO"
-assert_exit "init" 0 "$LB_RC" "$ERR"
+lb_ok "init" init --repo "$REPO"
 if [ "$LB_RC" -ne 0 ]; then lb_finish; fi
 backup_ok "baseline"
 verify_all "baseline"

@@ -27,14 +27,12 @@ LB_MOUNTS+=("$VOL")
 
 used_kib() { df -k --output=used "$VOL" | tail -n 1 | tr -d ' '; }
 
-lb "$OUT" "$ERR" init --repo "$REPO"
-assert_exit "init on tmpfs" 0 "$LB_RC" "$ERR"
+lb_ok "init on tmpfs" init --repo "$REPO"
 [ "$LB_RC" -eq 0 ] || lb_finish
 
 SMALL="$LB_TMP/small"
 make_tree "$SMALL" 0
-lb "$OUT" "$ERR" backup --repo "$REPO" "$SMALL"
-assert_exit "backup of a small tree that fits" 0 "$LB_RC" "$ERR"
+lb_ok "backup of a small tree that fits" backup --repo "$REPO" "$SMALL"
 ID1="$(lb_last_line "$OUT")"
 lb_info "first snapshot $ID1; volume use $(used_kib) KiB of 24 MiB"
 
@@ -68,8 +66,7 @@ lb_restore_check "after ENOSPC: first snapshot" "$REPO" "$ID1" "$SMALL"
 # a little more room, so prune can take its lock and write; it must remove whatever the
 # failed backup left
 mount -o remount,size=32m "$VOL"
-lb "$OUT" "$ERR" prune --repo "$REPO"
-assert_exit "prune after ENOSPC" 0 "$LB_RC" "$ERR"
+lb_ok "prune after ENOSPC" prune --repo "$REPO"
 AFTER_PRUNE="$(lb_repo_listing "$REPO")"
 # prune may write a new (compacted) index; anything else new is a leftover
 LEFT="$(comm -13 <(printf '%s\n' "$BEFORE" | cut -d' ' -f1) <(printf '%s\n' "$AFTER_PRUNE" | cut -d' ' -f1) | grep -v '^index/[0-9a-f]*$')"
@@ -87,8 +84,7 @@ lb_check "after ENOSPC + prune" "$REPO"
 SMALL2="$LB_TMP/small2"
 cp -a "$SMALL" "$SMALL2"
 lb_rand_file "$SMALL2/sub/new-after-enospc.bin" 2000000
-lb "$OUT" "$ERR" backup --repo "$REPO" "$SMALL2"
-assert_exit "next backup (fits) after ENOSPC" 0 "$LB_RC" "$ERR"
+lb_ok "next backup (fits) after ENOSPC" backup --repo "$REPO" "$SMALL2"
 ID2="$(lb_last_line "$OUT")"
 
 # ---------------------------------------------------------------- ENOSPC at every stage
@@ -143,8 +139,7 @@ fi
 
 # room for the big tree
 mount -o remount,size=160m "$VOL"
-lb "$OUT" "$ERR" backup --repo "$REPO" "$BIG"
-assert_exit "backup of the big tree once there is room" 0 "$LB_RC" "$ERR"
+lb_ok "backup of the big tree once there is room" backup --repo "$REPO" "$BIG"
 ID3="$(lb_last_line "$OUT")"
 
 IDS="$(lb_snapshot_ids "$REPO" | tr '\n' ' ' | sed 's/ $//')"
@@ -161,8 +156,7 @@ lb_restore_check "end: big snapshot" "$REPO" "$ID3" "$BIG"
 MANY="$LB_TMP/many"
 mkdir -p "$MANY"
 for ((i = 0; i < 40; i++)); do lb_rand_file "$MANY/file-$i" 1048576; done
-lb "$OUT" "$ERR" backup --repo "$REPO" "$MANY"
-assert_exit "backup of 40 files of 1 MiB" 0 "$LB_RC" "$ERR"
+lb_ok "backup of 40 files of 1 MiB" backup --repo "$REPO" "$MANY"
 ID_MANY="$(lb_last_line "$OUT")"
 TVOL="$LB_TMP/target-vol"
 mkdir -p "$TVOL"
@@ -189,8 +183,7 @@ fi
 # restorable; with space again it must succeed.
 mount -o remount,size=400m "$VOL"
 REPO2="$VOL/repo2"
-lb "$OUT" "$ERR" init --repo "$REPO2"
-assert_exit "init of a second repository" 0 "$LB_RC" "$ERR"
+lb_ok "init of a second repository" init --repo "$REPO2"
 PT="$LB_TMP/prune-tree"
 mkdir -p "$PT/big"
 for ((i = 0; i < 8; i++)); do
@@ -198,15 +191,12 @@ for ((i = 0; i < 8; i++)); do
     lb_big_rand_file "$PT/big/file-${i}x.bin" $((3 * 1048576))
 done
 touch -d '2020-01-01 00:00:00' "$PT/big"
-lb "$OUT" "$ERR" backup --repo "$REPO2" "$PT"
-assert_exit "prune case: backup with the extra files" 0 "$LB_RC" "$ERR"
+lb_ok "prune case: backup with the extra files" backup --repo "$REPO2" "$PT"
 rm -f "$PT"/big/file-*x.bin
 touch -d '2020-01-01 00:00:00' "$PT/big"
-lb "$OUT" "$ERR" backup --repo "$REPO2" "$PT"
-assert_exit "prune case: backup without them" 0 "$LB_RC" "$ERR"
+lb_ok "prune case: backup without them" backup --repo "$REPO2" "$PT"
 K="$(lb_last_line "$OUT")"
-lb "$OUT" "$ERR" forget --repo "$REPO2" --keep-last 1
-assert_exit "prune case: forget --keep-last 1" 0 "$LB_RC" "$ERR"
+lb_ok "prune case: forget --keep-last 1" forget --repo "$REPO2" --keep-last 1
 lb "$OUT" "$ERR" prune --repo "$REPO2" --dry-run
 lb_info "prune case, dry run: $(lb_head "$OUT")"
 # leave 1 MiB free
@@ -223,8 +213,7 @@ lb_check "prune out of space" "$REPO2"
 lb_restore_check "prune out of space" "$REPO2" "$K" "$PT"
 lb_restore_check "prune out of space: the other repository" "$REPO" "$ID1" "$SMALL"
 mount -o remount,size=400m "$VOL"
-lb "$OUT" "$ERR" prune --repo "$REPO2"
-assert_exit "prune once there is room" 0 "$LB_RC" "$ERR"
+lb_ok "prune once there is room" prune --repo "$REPO2"
 lb_info "prune once there is room: $(lb_head "$OUT")"
 lb_check "prune once there is room" "$REPO2"
 lb_restore_check "prune once there is room" "$REPO2" "$K" "$PT"

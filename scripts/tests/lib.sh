@@ -38,21 +38,7 @@ LB_WAIT_RC=0
 
 # ---------------------------------------------------------------- lifecycle
 
-# lb_kill_pid PID: SIGKILL (after SIGCONT, should it be stopped), reaped
-lb_kill_pid() {
-    kill -CONT "$1" 2>/dev/null
-    kill -KILL "$1" 2>/dev/null
-    wait "$1" 2>/dev/null
-}
-# lb_track_first PID: PID goes first in LB_PIDS (a service before its agent); lb_untrack PID:
-# PID has ended (and was waited for): keep the cleanup from killing a reused pid
-lb_track_first() { LB_PIDS=("$1" "${LB_PIDS[@]+"${LB_PIDS[@]}"}"); }
-lb_untrack() {
-    local p keep=()
-    for p in "${LB_PIDS[@]+"${LB_PIDS[@]}"}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    LB_PIDS=("${keep[@]+"${keep[@]}"}")
-}
-
+# (lb_track_first, lb_untrack and lb_kill_pid for LB_PIDS: scripts/lib/common.sh)
 # lb_cleanup: kills LB_PIDS, unmounts LB_MOUNTS and then lazily every mount left below the
 # temp dir (a dead FUSE mount of a killed agent fails `mountpoint`), removes the temp dir
 lb_cleanup() {
@@ -204,6 +190,14 @@ lb() {
         LB_RC=$?
     } 2>/dev/null
     return 0
+}
+
+# lb_ok NAME ARGS...: lb "$OUT" "$ERR" ARGS, and the assertion NAME that it exits 0
+lb_ok() {
+    local name=$1
+    shift
+    lb "$OUT" "$ERR" "$@"
+    assert_exit "$name" 0 "$LB_RC" "$ERR"
 }
 
 # lb_env OUT ERR VAR=VALUE... -- ARGS... : like lb with extra environment.
@@ -500,6 +494,16 @@ lb_capture_start() {
     echo "# lifeboatd did not mount $LB_CAP_DATA; its log:"
     sed 's/^/#   /' "$LB_CAP_DIR/agent.log" | tail -n 20
     return 1
+}
+
+# lb_capture_up NAME [WHAT] [EXPECTED]: lb_capture_start NAME as one assertion (named WHAT,
+# default "start lifeboatd"); when the data dir does not get mounted the test ends
+lb_capture_up() {
+    if ! lb_capture_start "$1"; then
+        fail "${2:-start lifeboatd}" "${3:-the data dir mounted within 30 s}" "not mounted (agent log above)"
+        lb_finish
+    fi
+    pass
 }
 
 # lb_capture_ready: the data dir is mounted by the agent

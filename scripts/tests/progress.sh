@@ -24,8 +24,7 @@ REPO="$LB_TMP/repo"
 SRC="$LB_TMP/src"
 make_tree "$SRC" "$PROGRESS_MIB" 8
 
-lb "$OUT" "$ERR" init --repo "$REPO"
-assert_exit "init" 0 "$LB_RC" "$ERR"
+lb_ok "init" init --repo "$REPO"
 [ "$LB_RC" -eq 0 ] || lb_finish
 
 # on_pty NAME ARGS... : runs lifeboat with stdout to $LB_TMP/NAME.stdout and stderr on a pty
@@ -89,8 +88,7 @@ assert_match "backup on a terminal: last stdout line is the snapshot id" '^[0-9a
 
 # new data again, so the second backup does as much work as the first
 for f in "$SRC"/big/*.bin; do lb_big_rand_file "$f.new" "$(stat -c %s "$f")"; mv -f "$f.new" "$f"; done
-lb "$OUT" "$ERR" backup --repo "$REPO" "$SRC"
-assert_exit "backup with stderr to a file" 0 "$LB_RC" "$ERR"
+lb_ok "backup with stderr to a file" backup --repo "$REPO" "$SRC"
 check_file "backup" "$ERR"
 ID2="$(lb_last_line "$OUT")"
 assert_match "backup to a file: last stdout line is the snapshot id" '^[0-9a-f]{8,}$' "$ID2"
@@ -101,8 +99,7 @@ assert_exit "restore with stderr on a terminal" 0 "$LB_RC" "$LB_TMP/restore1.pty
 check_pty "restore" restore1
 rm -rf "$LB_TMP/r1"
 
-lb "$OUT" "$ERR" restore --repo "$REPO" "$ID2" --target "$LB_TMP/r2"
-assert_exit "restore with stderr to a file" 0 "$LB_RC" "$ERR"
+lb_ok "restore with stderr to a file" restore --repo "$REPO" "$ID2" --target "$LB_TMP/r2"
 check_file "restore" "$ERR"
 trees_equal "restore with stderr to a file" "$SRC" "$LB_TMP/r2"
 
