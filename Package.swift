@@ -29,6 +29,7 @@ let package = Package(
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .target(name: "CLifeboatPosix"),
         .target(name: "LifeboatCore", swiftSettings: strictSettings),
+        .target(name: "LifeboatAPI", dependencies: ["LifeboatCore"], swiftSettings: strictSettings),
         .target(
             name: "LifeboatRepository",
             dependencies: [
@@ -56,8 +57,8 @@ let package = Package(
         .target(
             name: "LifeboatAgent",
             dependencies: [
-                "LifeboatCore", "LifeboatJournal", "LifeboatCapture", "LifeboatRepository", "LifeboatCluster",
-                "CLifeboatPosix",
+                "LifeboatCore", "LifeboatAPI", "LifeboatJournal", "LifeboatCapture", "LifeboatRepository",
+                "LifeboatCluster", "CLifeboatPosix",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Hummingbird", package: "hummingbird"),
             ],
@@ -75,19 +76,20 @@ let package = Package(
         .executableTarget(
             name: "lifeboat",
             dependencies: [
-                "LifeboatCore", "LifeboatRepository", "LifeboatJournal", "LifeboatAgent",
+                "LifeboatCore", "LifeboatAPI", "LifeboatRepository", "LifeboatJournal", "LifeboatAgent",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
         ),
         .testTarget(name: "LifeboatCoreTests", dependencies: ["LifeboatCore"], swiftSettings: strictSettings),
+        .testTarget(name: "LifeboatAPITests", dependencies: ["LifeboatAPI", "LifeboatCore"], swiftSettings: strictSettings),
         .testTarget(
             name: "LifeboatCaptureTests",
             dependencies: ["LifeboatCapture", "LifeboatJournal", "LifeboatCore", "CLifeboatPosix"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "LifeboatAgentTests",
-            dependencies: ["LifeboatAgent", "LifeboatCore", "LifeboatCluster", "LifeboatJournal"],
+            dependencies: ["LifeboatAgent", "LifeboatAPI", "LifeboatCore", "LifeboatCluster", "LifeboatJournal"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "LifeboatClusterTests", dependencies: ["LifeboatCluster", "LifeboatJournal", "LifeboatCore"],
