@@ -30,6 +30,7 @@ let package = Package(
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .target(name: "CLifeboatPosix"),
         .target(name: "LifeboatCore", swiftSettings: strictSettings),
+        .target(name: "LifeboatAPI", dependencies: ["LifeboatCore"], swiftSettings: strictSettings),
         .target(
             name: "LifeboatSystem",
             dependencies: [
@@ -65,7 +66,8 @@ let package = Package(
         .target(
             name: "LifeboatAgent",
             dependencies: [
-                "LifeboatCore", "LifeboatSystem", "LifeboatJournal", "LifeboatCapture", "LifeboatRepository",
+                "LifeboatCore", "LifeboatSystem", "LifeboatAPI", "LifeboatJournal", "LifeboatCapture",
+                "LifeboatRepository",
                 "LifeboatCluster", "CLifeboatPosix",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -84,12 +86,13 @@ let package = Package(
         .executableTarget(
             name: "lifeboat",
             dependencies: [
-                "LifeboatCore", "LifeboatRepository", "LifeboatJournal", "LifeboatAgent",
+                "LifeboatCore", "LifeboatAPI", "LifeboatRepository", "LifeboatJournal", "LifeboatAgent",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
         ),
         .testTarget(name: "LifeboatCoreTests", dependencies: ["LifeboatCore"], swiftSettings: strictSettings),
+        .testTarget(name: "LifeboatAPITests", dependencies: ["LifeboatAPI", "LifeboatCore"], swiftSettings: strictSettings),
         .testTarget(
             name: "LifeboatSystemTests",
             dependencies: [
@@ -102,7 +105,9 @@ let package = Package(
             swiftSettings: strictSettings),
         .testTarget(
             name: "LifeboatAgentTests",
-            dependencies: ["LifeboatAgent", "LifeboatCore", "LifeboatCluster", "LifeboatJournal", "LifeboatSystem"],
+            dependencies: [
+                "LifeboatAgent", "LifeboatAPI", "LifeboatCore", "LifeboatCluster", "LifeboatJournal", "LifeboatSystem",
+            ],
             swiftSettings: strictSettings),
         .testTarget(
             name: "LifeboatClusterTests",

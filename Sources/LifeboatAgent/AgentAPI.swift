@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import LifeboatAPI
 import LifeboatCapture
 import LifeboatCore
 import LifeboatJournal
@@ -48,7 +49,7 @@ public enum AgentAPI {
             }
             let body = try? await request.body.collect(upTo: 1 << 16)
             let target = body.flatMap {
-                try? JSONDecoder().decode(FailoverRequest.self, from: Data($0.readableBytesView))
+                try? AgentJSON.decode(FailoverRequest.self, from: Data($0.readableBytesView))
             }?.to
             do {
                 let started = Date()
@@ -94,68 +95,6 @@ public enum AgentAPI {
         try await app.run()
     }
 
-    struct ErrorBody: Codable {
-        var error: String
-        var exitCode: Int32 = 1
-
-        enum CodingKeys: String, CodingKey {
-            case error
-            case exitCode = "exit_code"
-        }
-    }
-
-    struct WorkloadStatus: Codable {
-        var name: String
-        var dataDir: String
-        var backingDir: String
-        var journalDir: String
-        var epoch: UInt64
-        var position: String?
-        var durablePosition: String?
-        var dirtyFiles: Int
-        var dirtyBytes: UInt64
-        var mounted: Bool
-        var lastSnapshot: SnapshotReport?
-
-        enum CodingKeys: String, CodingKey {
-            case name, epoch, position, mounted
-            case dataDir = "data_dir"
-            case backingDir = "backing_dir"
-            case journalDir = "journal_dir"
-            case durablePosition = "durable_position"
-            case dirtyFiles = "dirty_files"
-            case dirtyBytes = "dirty_bytes"
-            case lastSnapshot = "last_snapshot"
-        }
-    }
-
-    struct FailoverRequest: Codable { var to: String? }
-
-    struct FailoverAnswer: Codable {
-        var workload: String
-        var from: String
-        var to: String
-        var handoverSeconds: Double
-
-        enum CodingKeys: String, CodingKey {
-            case workload, from, to
-            case handoverSeconds = "handover_seconds"
-        }
-    }
-
-    struct ClusterStatus: Codable {
-        struct Peer: Codable {
-            var host: String
-            var api: String
-            var address: String
-        }
-        var host: String
-        var repository: String
-        var coordinator: String
-        var peers: [Peer]
-        var workloads: [WorkloadSupervisor.Status]
-    }
-
     static func clusterStatus(_ agent: Agent) -> ClusterStatus {
         let cluster = agent.configuration.cluster!
         return ClusterStatus(
@@ -165,18 +104,12 @@ public enum AgentAPI {
             workloads: agent.supervisors.map(\.status))
     }
 
-    struct Status: Codable {
-        var host: String
-        var repository: String
-        var workloads: [WorkloadStatus]
-    }
-
-    static func status(_ agent: Agent) -> Status {
-        Status(
+    static func status(_ agent: Agent) -> StandaloneStatus {
+        StandaloneStatus(
             host: agent.configuration.host, repository: agent.configuration.repository,
             workloads: agent.supervisors.compactMap(\.runtime).map { workload in
                 let dirty = workload.mount.dirtySummary
-                return WorkloadStatus(
+                return StandaloneStatus.Workload(
                     name: workload.configuration.name, dataDir: workload.configuration.dataDir,
                     backingDir: workload.configuration.backingDir, journalDir: workload.configuration.journalDir,
                     epoch: workload.journal.epoch, position: workload.journal.writer.lastPosition.map { "\($0)" },
@@ -194,9 +127,7 @@ public enum AgentAPI {
     }
 
     static func json<Value: Encodable>(_ status: HTTPResponse.Status, _ value: Value) throws -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        var data = try encoder.encode(value)
+        var data = try AgentJSON.encode(value)
         data.append(0x0a)
         return Response(
             status: status, headers: [.contentType: "application/json"],

@@ -1,4 +1,5 @@
 import Foundation
+import LifeboatAPI
 import LifeboatCapture
 import LifeboatCore
 import LifeboatJournal
@@ -47,7 +48,7 @@ enum Metrics {
                 Double(controller.syncTimeouts))
             if let snapshot = status.lastSnapshot {
                 line("lifeboat_snapshot_seconds", labels, snapshot.seconds)
-                line("lifeboat_snapshot_stall_seconds", labels, snapshot.stallMilliseconds / 1000)
+                line("lifeboat_snapshot_stall_seconds", labels, snapshot.stallMs / 1000)
             }
             if let recovery = status.lastRecovery {
                 for (part, seconds) in [

@@ -1,4 +1,5 @@
 import Foundation
+import LifeboatAPI
 import LifeboatCapture
 import LifeboatCluster
 import LifeboatCore

@@ -1,43 +1,10 @@
 import Foundation
+public import LifeboatAPI
 import LifeboatCapture
 public import LifeboatCore
 import LifeboatJournal
 import LifeboatRepository
 import Synchronization
-
-/// What one snapshot of a captured workload did, as the API and the CLI report it.
-public struct SnapshotReport: Codable, Sendable {
-    public var snapshot: String
-    public var workload: String
-    public var position: String?
-    public var parent: String?
-    /// `delta` (the dirty map on the previous snapshot) or `scan` (a full scan first).
-    public var method: String
-    public var stallMilliseconds: Double
-    public var changedBytesRead: UInt64
-    public var changedBytesReadDuringStall: UInt64
-    public var baseBytesRead: UInt64
-    public var scanBytesRead: UInt64
-    public var newBytes: UInt64
-    public var storedBytes: UInt64
-    public var files: UInt64
-    public var totalBytes: UInt64
-    public var seconds: Double
-    public var journalSegmentsRemoved: Int
-
-    enum CodingKeys: String, CodingKey {
-        case snapshot, workload, position, parent, method, files, seconds
-        case stallMilliseconds = "stall_ms"
-        case changedBytesRead = "changed_bytes_read"
-        case changedBytesReadDuringStall = "changed_bytes_read_during_stall"
-        case baseBytesRead = "base_bytes_read"
-        case scanBytesRead = "scan_bytes_read"
-        case newBytes = "new_bytes"
-        case storedBytes = "stored_bytes"
-        case totalBytes = "total_bytes"
-        case journalSegmentsRemoved = "journal_segments_removed"
-    }
-}
 
 /// Takes snapshots of one workload into the agent's repository, one at a time.
 ///
@@ -155,7 +122,7 @@ public final class WorkloadSnapshots: Sendable {
         let stats = writer.stats
         let report = SnapshotReport(
             snapshot: result.id.hex, workload: name, position: position.map { "\($0)" }, parent: parent?.hex,
-            method: method, stallMilliseconds: cut.stallSeconds * 1000,
+            method: method, stallMs: cut.stallSeconds * 1000,
             changedBytesRead: cut.precopiedBytes + cut.stalledBytes, changedBytesReadDuringStall: cut.stalledBytes,
             baseBytesRead: writer.baseBytesRead, scanBytesRead: method == "scan" ? stats.bytesRead : 0,
             newBytes: stats.newBytes, storedBytes: stats.storedBytes, files: stats.files, totalBytes: stats.totalBytes,
@@ -165,7 +132,7 @@ public final class WorkloadSnapshots: Sendable {
             state.last = report
         }
         runtime.log(
-            "snapshot \(result.id.short) of \(name) at \(report.position ?? "empty journal") (\(method)): stall \(String(format: "%.2f", report.stallMilliseconds)) ms, \(report.changedBytesRead) changed bytes read, \(report.newBytes) new bytes"
+            "snapshot \(result.id.short) of \(name) at \(report.position ?? "empty journal") (\(method)): stall \(String(format: "%.2f", report.stallMs)) ms, \(report.changedBytesRead) changed bytes read, \(report.newBytes) new bytes"
         )
         return report
     }

@@ -1,4 +1,5 @@
 import Foundation
+import LifeboatAPI
 import LifeboatCapture
 public import LifeboatCluster
 public import LifeboatCore

@@ -46,7 +46,7 @@ struct Backup: ParsableCommand {
                 throw LifeboatError(
                     .badInput, "--agent needs --workload", hint: "name the workload in the agent's config")
             }
-            return try AgentClient.snapshot(agent: agent, workload: workload, json: json)
+            return try AgentBackup.snapshot(agent: agent, workload: workload, json: json)
         }
         guard let path else {
             throw LifeboatError(

@@ -1,3 +1,4 @@
+import LifeboatAPI
 import LifeboatCluster
 import LifeboatCore
 import XCTest
