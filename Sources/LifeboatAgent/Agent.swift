@@ -35,7 +35,9 @@ public final class Agent: Sendable {
             return
         }
         controllers = []
-        let runtimes = try configuration.workloads.map { try WorkloadRuntime($0, log: log) }
+        let runtimes = try configuration.workloads.map {
+            try WorkloadRuntime($0, repository: configuration.repository, host: configuration.host, log: log)
+        }
         workloads = runtimes
         standaloneSnapshots = Dictionary(
             uniqueKeysWithValues: runtimes.map {
