@@ -58,3 +58,20 @@ ssize_t lifeboat_listxattr(const char *path, char *list, size_t size) { return l
 int lifeboat_removexattr(const char *path, const char *name) { return removexattr(path, name); }
 
 long lifeboat_utime_omit(void) { return UTIME_OMIT; }
+
+int lifeboat_fstatat_basics(int dirfd, const char *path, int flags, struct lifeboat_stat_basics *out) {
+    struct stat st;
+    if (fstatat(dirfd, path, &st, flags) != 0) return -1;
+    out->device = (uint64_t)st.st_dev;
+    out->mode = (uint32_t)st.st_mode;
+    out->uid = (uint32_t)st.st_uid;
+    out->gid = (uint32_t)st.st_gid;
+    out->mtime_seconds = (int64_t)st.st_mtim.tv_sec;
+    out->mtime_nanoseconds = (int64_t)st.st_mtim.tv_nsec;
+    return 0;
+}
+
+int lifeboat_set_mtime(const char *path, int64_t seconds, int64_t nanoseconds) {
+    struct timespec times[2] = {{.tv_sec = 0, .tv_nsec = UTIME_OMIT}, {.tv_sec = seconds, .tv_nsec = nanoseconds}};
+    return utimensat(AT_FDCWD, path, times, AT_SYMLINK_NOFOLLOW);
+}

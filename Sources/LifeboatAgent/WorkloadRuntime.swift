@@ -13,12 +13,17 @@ public final class WorkloadRuntime: Sendable {
     /// Writes one line to the agent's log.
     public let log: @Sendable (String) -> Void
 
-    /// Checks the workload's directories, opens (and recovers) its journal, and prepares the
-    /// mount. Nothing is mounted until `start()`.
-    public convenience init(_ configuration: WorkloadConfiguration, log: @escaping @Sendable (String) -> Void) throws {
+    /// Checks the workload's directories, opens (and recovers) its journal, makes the backing
+    /// dir agree with the journal after an unclean stop (`UncleanStart`: from the newest snapshot
+    /// of the workload by `host` in `repository`, and the journal), and prepares the mount.
+    /// Nothing is mounted until `start()`.
+    public convenience init(
+        _ configuration: WorkloadConfiguration, repository: String? = nil, host: String? = nil,
+        log: @escaping @Sendable (String) -> Void
+    ) throws {
         try WorkloadRuntime.checkDirectories(configuration)
         let writer = try JournalWriter(directory: configuration.journalDir)
-        try Checkpoints.checkCleanStart(configuration, journalEnd: writer.lastPosition)
+        try UncleanStart.prepare(configuration, writer: writer, repository: repository, host: host, log: log)
         let epoch = max(writer.lastPosition?.epoch ?? 1, 1)
         try self.init(configuration, journal: CaptureJournal(writer: writer, epoch: epoch), log: log)
     }
@@ -42,12 +47,14 @@ public final class WorkloadRuntime: Sendable {
     }
 
     public func start() throws {
+        // Marked before the mount serves anything: a kill right after the mount is unclean too.
+        try Checkpoints.markRunning(configuration)
         do {
             try mount.start()
         } catch {
+            Checkpoints.markStopped(configuration)
             throw LifeboatError(.operationFailed, "workload \(configuration.name): \(error)")
         }
-        try Checkpoints.markRunning(configuration)
         startFlusher()
     }
 

@@ -61,7 +61,8 @@ public final class WorkloadSupervisor: Sendable {
         self.log = log
         clock = SystemClock()
         cluster = nil
-        let runtime = try WorkloadRuntime(configuration, log: log)
+        let runtime = try WorkloadRuntime(
+            configuration, repository: agent.repository, host: agent.host, log: log)
         writer = runtime.journal.writer
         let snapshots = WorkloadSnapshots(runtime: runtime, repositoryPath: agent.repository, host: agent.host)
         state = Mutex(State(role: .standalone, runtime: runtime, snapshots: snapshots))

@@ -48,6 +48,22 @@ int lifeboat_syncfs(int fd);
 /// UTIME_OMIT for utimensat/futimens: "leave this time as it is" (Swift does not import it).
 long lifeboat_utime_omit(void);
 
+/// The fields of fstatat(2) that the agent reads, in a struct of this module (modules that
+/// also see Dispatch cannot use `struct stat`'s members under MemberImportVisibility).
+struct lifeboat_stat_basics {
+    uint64_t device;
+    uint32_t mode;
+    uint32_t uid;
+    uint32_t gid;
+    int64_t mtime_seconds;
+    int64_t mtime_nanoseconds;
+};
+/// fstatat(dirfd, path, ..., flags) into `out`; 0 or -1 with errno set.
+int lifeboat_fstatat_basics(int dirfd, const char *path, int flags, struct lifeboat_stat_basics *out);
+/// Sets the mtime of `path` (not following a symlink), leaving its atime; 0 or -1 with errno.
+int lifeboat_set_mtime(const char *path, int64_t seconds, int64_t nanoseconds);
+
+
 /// Starts `/bin/sh -c command` in a new session (its own process group), stdin from
 /// /dev/null, stdout and stderr appended to `log_path`, no inherited descriptors past 2 and
 /// default signal handling. Returns the child's pid, or -1 with errno set.
