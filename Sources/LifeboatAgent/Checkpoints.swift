@@ -20,37 +20,6 @@ enum Checkpoints {
             .trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
     }
 
-    /// Refuses to start when the host crashed while the agent served this workload and the
-    /// backing dir was not flushed through the journal's end.
-    static func checkCleanStart(_ workload: WorkloadConfiguration, journalEnd: Position?) throws {
-        let marker = workload.journalDir + "/running"
-        let previous: [UInt8]
-        do {
-            // Only a missing marker means the agent stopped cleanly; one that cannot be read
-            // could hide a crash of the host, so it refuses the start.
-            guard let bytes = try FileIO.real.readFileIfPresent(marker) else { return }
-            previous = bytes
-        } catch {
-            throw LifeboatError(
-                .operationFailed,
-                "workload \(workload.name): cannot read the clean-start marker \(marker): \(errnoText(error.code)); whether the host crashed while the agent ran is unknown",
-                hint:
-                    "fix or remove \(marker) (remove it only if \(workload.backingDir) is known to be complete), then start again",
-                underlying: error)
-        }
-        let boot = String(decoding: previous, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        if boot == bootID() { return }  // the agent died, the host did not: the page cache survived
-        let checkpoint = read(workload.journalDir)
-        if let journalEnd, checkpoint.map({ $0 < journalEnd }) ?? true {
-            throw LifeboatError(
-                .operationFailed,
-                "workload \(workload.name): the host restarted while the agent was running; \(workload.backingDir) is flushed only through \(checkpoint.map { "\($0)" } ?? "no checkpoint") but the journal reaches \(journalEnd)",
-                hint:
-                    "rebuild the data: `lifeboat restore --repo REPO NEWEST_SNAPSHOT --target NEW_DIR --journal \(workload.journalDir)`, then use NEW_DIR as backing_dir (see Docs/capture.md)"
-            )
-        }
-    }
-
     static func markRunning(_ workload: WorkloadConfiguration) throws {
         try writeAtomically(workload.journalDir, "running", bootID() + "\n")
     }

@@ -24,30 +24,15 @@ final class CheckpointTests: XCTestCase {
             journalDir: root + "/journal")
     }
 
-    /// A `running` marker that exists but cannot be read refuses the start: it may hide a
-    /// crash of the host. (Before the fix it counted as a clean start.)
-    func testUnreadableMarkerRefusesToStart() throws {
-        XCTAssertEqual(mkdir(root + "/journal/running", 0o700), 0)  // exists, read fails (EISDIR)
-        XCTAssertThrowsError(
-            try Checkpoints.checkCleanStart(workload, journalEnd: Position(epoch: 1, seq: 5))
-        ) { error in
-            XCTAssertTrue("\(error)".contains("cannot read the clean-start marker \(root)/journal/running"), "\(error)")
-        }
-    }
-
-    func testMissingMarkerIsACleanStartAndMarkersRoundTrip() throws {
-        XCTAssertNoThrow(try Checkpoints.checkCleanStart(workload, journalEnd: Position(epoch: 1, seq: 5)))
+    /// The markers round-trip through writeFileAtomically and leave no temp files behind.
+    /// (Whether a start is clean is decided by UncleanStart, which scripts/tests/unclean-stop.sh
+    /// drives against the real agent.)
+    func testMarkersRoundTrip() throws {
         try Checkpoints.markRunning(workload)
-        // The same boot: the agent died, the host did not.
-        XCTAssertNoThrow(try Checkpoints.checkCleanStart(workload, journalEnd: Position(epoch: 1, seq: 5)))
-        // Another boot with the backing dir flushed only through seq 3: refused.
-        try Checkpoints.writeAtomically(root + "/journal", "running", "another-boot\n")
+        XCTAssertEqual(access(root + "/journal/running", F_OK), 0)
         try Checkpoints.flush(workload, through: Position(epoch: 1, seq: 3))
         XCTAssertEqual(Checkpoints.read(root + "/journal"), Position(epoch: 1, seq: 3))
-        XCTAssertThrowsError(try Checkpoints.checkCleanStart(workload, journalEnd: Position(epoch: 1, seq: 5)))
-        XCTAssertNoThrow(try Checkpoints.checkCleanStart(workload, journalEnd: Position(epoch: 1, seq: 3)))
         Checkpoints.markStopped(workload)
-        XCTAssertNoThrow(try Checkpoints.checkCleanStart(workload, journalEnd: Position(epoch: 1, seq: 5)))
         let names = try FileManager.default.contentsOfDirectory(atPath: root + "/journal").sorted()
         XCTAssertEqual(names, ["checkpoint"], "no temp files are left behind")
     }
