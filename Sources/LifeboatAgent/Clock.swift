@@ -1,4 +1,5 @@
 import Foundation
+import LifeboatSystem
 
 /// The two clocks the failover core reads: injected, so a unit test can move time by hand.
 ///
@@ -16,11 +17,6 @@ public struct SystemClock: AgentClock {
     public init() {}
     public var monotonic: Double { monotonicSeconds() }
     public var wall: Double { Date().timeIntervalSince1970 }
-}
-
-/// Seconds on the monotonic clock (time since boot).
-func monotonicSeconds() -> Double {
-    ProcessInfo.processInfo.systemUptime
 }
 
 func fmt(_ seconds: Double) -> String { String(format: "%.3f", seconds) }

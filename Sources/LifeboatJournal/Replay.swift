@@ -1,6 +1,7 @@
 import CLifeboatPosix
 import Glibc
 import LifeboatCore
+import LifeboatSystem
 
 /// Applies journal records to a directory tree that holds a data dir's state at an earlier
 /// position (a restored snapshot, or an empty dir for a whole journal), bringing it to a later
@@ -371,18 +372,15 @@ public final class Replayer {
                 skippedNameless += 1
                 return
             }
-            var done = 0
-            while done < data.count {
-                let wrote = data.withUnsafeBytes {
-                    pwrite(fd, $0.baseAddress! + done, data.count - done, off_t(offset) + off_t(done))
+            let failure = data.withUnsafeBytes { buffer -> SystemError? in
+                do throws(SystemError) {
+                    try FileIO.real.pwriteAll(fd, buffer, at: offset, path: describe(file))
+                    return nil
+                } catch {
+                    return error
                 }
-                if wrote < 0 {
-                    if errno == EINTR { continue }
-                    throw problem("writing \(describe(file))")
-                }
-                if wrote == 0 { throw ReplayProblem("writing \(describe(file)): no progress at offset \(done)") }
-                done += wrote
             }
+            if let failure { throw ReplayProblem("writing \(describe(file)): \(errnoText(failure.code))") }
             try setFileMtime(fd, time, file)
         case .setattr(let file, let change, let time):
             guard let (directory, name) = try location(file) else {
@@ -526,9 +524,9 @@ public final class Replayer {
         return ReplayProblem("\(what()): \(String(cString: strerror(code)))")
     }
 
-    /// A time for utimensat; nil is UTIME_OMIT ("leave it"), which Swift does not import.
+    /// A time for utimensat; nil is UTIME_OMIT ("leave it").
     private static func timespec(of time: FileTime?) -> timespec {
-        guard let time else { return Glibc.timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2) }
+        guard let time else { return FileTimes.omitted }
         return Glibc.timespec(tv_sec: Int(time.seconds), tv_nsec: Int(time.nanoseconds))
     }
 
