@@ -44,20 +44,8 @@ public enum AgentStatus: Codable, Sendable, Equatable {
 
 /// The status of an agent with a cluster: its peers and every clustered workload.
 public struct ClusterStatus: Codable, Sendable, Equatable {
-    /// Another host of the cluster, as the config names it.
-    public struct Peer: Codable, Sendable, Equatable {
-        public var host: String
-        /// Its agent's API URL.
-        public var api: String
-        /// Its peer (journal stream) address, HOST:PORT.
-        public var address: String
-
-        public init(host: String, api: String, address: String) {
-            self.host = host
-            self.api = api
-            self.address = address
-        }
-    }
+    /// Another host of the cluster, as the config names it (`host`, `api`, `address`).
+    public typealias Peer = PeerConfiguration
 
     public var host: String
     public var repository: String

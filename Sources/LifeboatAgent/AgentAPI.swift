@@ -100,7 +100,7 @@ public enum AgentAPI {
         return ClusterStatus(
             host: agent.configuration.host, repository: agent.configuration.repository,
             coordinator: "\(cluster.backend.rawValue):\(cluster.coordinatorPath)",
-            peers: cluster.peers.map { ClusterStatus.Peer(host: $0.host, api: $0.api, address: $0.address) },
+            peers: cluster.peers,
             workloads: agent.supervisors.map(\.status))
     }
 

@@ -10,10 +10,9 @@ import LifeboatSystem
 ///
 /// fsync on the data dir makes a change durable in the journal only; the backing dir is
 /// flushed in the background (`syncfs`) and the journal position it covers is written to
-/// `checkpoint`. While the agent runs, `running` holds the host's boot id. If the agent finds
-/// `running` from another boot, the host went down with the agent: backing files may lack
-/// changes after the checkpoint, and the workload must be rebuilt from its snapshot and
-/// journal before it is served again.
+/// `checkpoint`. While the agent runs, `running` holds the host's boot id. A `running` left
+/// behind means an unclean stop (of the agent or the host); `UncleanStart` then rebuilds the
+/// backing dir from the newest snapshot and the journal before it is served again.
 enum Checkpoints {
     static func bootID() -> String {
         (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8))?

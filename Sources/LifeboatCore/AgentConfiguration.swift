@@ -45,7 +45,7 @@ public struct ClusterConfiguration: Sendable, Equatable {
 }
 
 /// Another agent of the cluster.
-public struct PeerConfiguration: Sendable, Equatable {
+public struct PeerConfiguration: Codable, Sendable, Equatable {
     public var host: String
     /// Its HTTP API, `HOST:PORT`.
     public var api: String

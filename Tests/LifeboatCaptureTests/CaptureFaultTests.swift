@@ -9,23 +9,8 @@ import XCTest
 
 /// Faults injected into the capture write path (the passthrough's write into the backing
 /// file, and the journal behind it), through a real FUSE mount in the test process.
-final class CaptureFaultTests: XCTestCase {
-    var root = ""
-
-    override func setUpWithError() throws {
-        try XCTSkipUnless(getuid() == 0 && access("/dev/fuse", R_OK | W_OK) == 0, "needs root and /dev/fuse")
-        root = NSTemporaryDirectory() + "lifeboat-capture-faults-\(UUID().uuidString)"
-        for sub in ["data", "backing"] {
-            try FileManager.default.createDirectory(atPath: root + "/" + sub, withIntermediateDirectories: true)
-        }
-    }
-
-    override func tearDownWithError() throws {
-        if !root.isEmpty {
-            umount2(root + "/data", Int32(MNT_DETACH))
-            try? FileManager.default.removeItem(atPath: root)
-        }
-    }
+final class CaptureFaultTests: MountTestCase {
+    override class var rootPrefix: String { "lifeboat-capture-faults-" }
 
     /// Mounts with `backing` as the passthrough's seam and `journalCalls` as the journal's.
     private func mount(

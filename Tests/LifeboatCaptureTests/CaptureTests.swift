@@ -35,23 +35,7 @@ final class RangeSetTests: XCTestCase {
 }
 
 /// A real FUSE mount in the test process (needs root and /dev/fuse, as the CI has).
-final class CaptureMountTests: XCTestCase {
-    var root = ""
-
-    override func setUpWithError() throws {
-        try XCTSkipUnless(getuid() == 0 && access("/dev/fuse", R_OK | W_OK) == 0, "needs root and /dev/fuse")
-        root = NSTemporaryDirectory() + "lifeboat-capture-\(UUID().uuidString)"
-        for sub in ["data", "backing"] {
-            try FileManager.default.createDirectory(atPath: root + "/" + sub, withIntermediateDirectories: true)
-        }
-    }
-
-    override func tearDownWithError() throws {
-        if !root.isEmpty {
-            umount2(root + "/data", Int32(MNT_DETACH))
-            try? FileManager.default.removeItem(atPath: root)
-        }
-    }
+final class CaptureMountTests: MountTestCase {
 
     func testChangesAreJournaledDurableOnFsyncAndNamedByTheDirtyMap() throws {
         let writer = try JournalWriter(directory: root + "/journal")
