@@ -379,12 +379,14 @@ for cycle in 1 2 3 4 5; do
         if [ -n "$helper" ]; then
             assert_eq "1.$cycle: without its helper the killed agent's mount stays (a dead mount)" 1 "$(mounts_on "$DATA_REAL")"
             sleep 1.2
-        elif wait_unmounted "$DATA_REAL" 10; then
-            # auto_unmount: fusermount3 removes the mount
+        elif wait_unmounted "$DATA_REAL" 60; then
+            # auto_unmount: fusermount3 removes the mount. A bound, not a timing goal: its
+            # helper was seen taking over 10 s on a loaded 2-core VM (the connection was
+            # already aborted and the mount gone right after), so wait up to 60 s for it.
             pass
             lb_info "1.$cycle: data dir unmounted $((SECONDS - killed_at)) s after the kill"
         else
-            fail "1.$cycle: data dir is no longer a mount within 10 s of SIGKILL (auto_unmount)" "no mount on $DATA_REAL" \
+            fail "1.$cycle: data dir is no longer a mount within 60 s of SIGKILL (auto_unmount)" "no mount on $DATA_REAL" \
                 "still mounted: $(mount_desc "$DATA_REAL") stat: $(timeout -k 1 5 stat -c %n "$LB_CAP_DATA" 2>&1)"
         fi
         # restart on the same dirs: it must mount (clearing a dead mount itself if one was left)
