@@ -58,6 +58,7 @@ let package = Package(
             name: "LifeboatCluster",
             dependencies: [
                 "LifeboatCore", "LifeboatSystem", "LifeboatJournal",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -71,6 +72,7 @@ let package = Package(
                 "LifeboatCluster", "CLifeboatPosix",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),
@@ -107,11 +109,16 @@ let package = Package(
             name: "LifeboatAgentTests",
             dependencies: [
                 "LifeboatAgent", "LifeboatAPI", "LifeboatCore", "LifeboatCluster", "LifeboatJournal", "LifeboatSystem",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
             ],
             swiftSettings: strictSettings),
         .testTarget(
             name: "LifeboatClusterTests",
-            dependencies: ["LifeboatCluster", "LifeboatJournal", "LifeboatCore", "LifeboatSystem"],
+            dependencies: [
+                "LifeboatCluster", "LifeboatJournal", "LifeboatCore", "LifeboatSystem",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings),
         .testTarget(
             name: "LifeboatJournalTests", dependencies: ["LifeboatJournal", "LifeboatCore", "LifeboatSystem"],

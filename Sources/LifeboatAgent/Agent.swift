@@ -5,6 +5,7 @@ public import LifeboatCluster
 public import LifeboatCore
 import LifeboatJournal
 import LifeboatRepository
+public import Logging
 import Synchronization
 
 /// The agent: every workload of its config, captured and journaled, until it is told to stop.
@@ -14,23 +15,23 @@ public final class Agent: Sendable {
     /// primary or peer as the lease decides.
     public let supervisors: [WorkloadSupervisor]
     private let peerServer = Mutex<PeerServer?>(nil)
-    let log: @Sendable (String) -> Void
+    let logger: Logger
 
     /// Prepares every workload (checks dirs, recovers journals) and the repository (created
     /// when its directory does not exist yet). Nothing is mounted yet.
-    public init(configuration: AgentConfiguration, log: @escaping @Sendable (String) -> Void) throws {
+    public init(configuration: AgentConfiguration, logger: Logger) throws {
         self.configuration = configuration
-        self.log = log
-        try Agent.prepareRepository(configuration.repository, log: log)
+        self.logger = logger
+        try Agent.prepareRepository(configuration.repository, logger: logger)
         if let cluster = configuration.cluster {
             let coordinator = try LocalCoordinator(directory: cluster.coordinatorPath)
             supervisors = try configuration.workloads.map {
                 try WorkloadSupervisor(
-                    $0, agent: configuration, cluster: cluster, coordinator: coordinator, log: log)
+                    $0, agent: configuration, cluster: cluster, coordinator: coordinator, logger: logger)
             }
         } else {
             supervisors = try configuration.workloads.map {
-                try WorkloadSupervisor(standalone: $0, agent: configuration, log: log)
+                try WorkloadSupervisor(standalone: $0, agent: configuration, logger: logger)
             }
         }
     }
@@ -52,7 +53,7 @@ public final class Agent: Sendable {
 
     /// Creates the repository if its directory does not exist (or is empty); checks that an
     /// existing one opens.
-    static func prepareRepository(_ path: String, log: (String) -> Void) throws {
+    static func prepareRepository(_ path: String, logger: Logger) throws {
         let contents = try? FileManager.default.contentsOfDirectory(atPath: path)
         if contents == nil || contents?.isEmpty == true {
             let parent = (path as NSString).deletingLastPathComponent
@@ -65,7 +66,7 @@ public final class Agent: Sendable {
             }
             do {
                 _ = try Repository.initialize(at: path)
-                log("initialized repository \(path)")
+                logger.info("initialized repository \(path)")
                 return
             } catch {
                 // Another agent on the same volume may be creating it right now: open below.
@@ -87,9 +88,9 @@ public final class Agent: Sendable {
     public func start() throws {
         if let cluster = configuration.cluster {
             peerServer.withLock { $0 = nil }
-            let server = try PeerServer(address: cluster.peerListen, provider: self, log: log)
+            let server = try PeerServer(address: cluster.peerListen, provider: self, logger: logger)
             peerServer.withLock { $0 = server }
-            log("peer protocol listening on \(cluster.peerListen); \(cluster.peers.count) peer(s)")
+            logger.info("peer protocol listening on \(cluster.peerListen); \(cluster.peers.count) peer(s)")
             for supervisor in supervisors { try supervisor.start() }
             return
         }

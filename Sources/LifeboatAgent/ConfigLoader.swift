@@ -31,10 +31,17 @@ public enum ConfigLoader {
         }
         var reader = try MappingReader(
             root, file: file, path: "",
-            known: ["host", "listen", "repository", "workloads", "peer_listen", "coordinator", "peers"])
+            known: ["host", "listen", "repository", "workloads", "peer_listen", "coordinator", "peers", "log_level"])
         let host = try reader.string("host", default: ProcessInfo.processInfo.hostName)
         let listen = try reader.string("listen", default: "127.0.0.1:7440")
         try reader.check("listen", isAddress(listen), "must be HOST:PORT, e.g. 127.0.0.1:7440")
+        let logLevelText = try reader.string("log_level", default: "info")
+        guard let logLevel = LogLevel(rawValue: logLevelText) else {
+            throw reader.error(
+                "log_level",
+                "'\(logLevelText)' is not a log level (known: \(LogLevel.allCases.map(\.rawValue).joined(separator: ", ")))"
+            )
+        }
         let repository = try reader.string("repository")
         try reader.check("repository", repository.hasPrefix("/"), "must be an absolute path")
         let cluster = try clusterConfiguration(&reader, file: file)
@@ -114,7 +121,8 @@ public enum ConfigLoader {
                     replication: replication, service: service, snapshotEvery: snapshotEvery))
         }
         return AgentConfiguration(
-            host: host, listen: listen, repository: repository, workloads: workloads, cluster: cluster)
+            host: host, listen: listen, repository: repository, workloads: workloads, cluster: cluster,
+            logLevel: logLevel)
     }
 
     /// The cluster keys: all of `peer_listen`, `coordinator` and `peers`, or none of them.

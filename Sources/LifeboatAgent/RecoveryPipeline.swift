@@ -5,6 +5,7 @@ import LifeboatCluster
 import LifeboatCore
 import LifeboatJournal
 import LifeboatRepository
+import Logging
 
 /// The steps a host runs after it took a workload's lease, each timed into the
 /// `RecoveryReport`:
@@ -34,13 +35,13 @@ final class RecoveryPipeline: Sendable {
     let policy: ReplicationPolicy
     let peers: [PeerConfiguration]
     let clock: any AgentClock
-    let log: @Sendable (String) -> Void
+    let logger: Logger
 
     init(
         configuration: WorkloadConfiguration, repositoryPath: String, host: String, writer: JournalWriter,
         replica: ReplicaJournal, leases: LeaseKeeper, candidacy: FailoverCandidacy, directory: any PeerDirectory,
         policy: ReplicationPolicy, peers: [PeerConfiguration], clock: any AgentClock,
-        log: @escaping @Sendable (String) -> Void
+        logger: Logger
     ) {
         self.configuration = configuration
         self.repositoryPath = repositoryPath
@@ -53,7 +54,7 @@ final class RecoveryPipeline: Sendable {
         self.policy = policy
         self.peers = peers
         self.clock = clock
-        self.log = log
+        self.logger = logger
     }
 
     var name: String { configuration.name }
@@ -131,8 +132,8 @@ final class RecoveryPipeline: Sendable {
             try BackingDir.clear(configuration.backingDir)
         case .seeded:
             let aside = try BackingDir.moveAside(configuration.backingDir, now: Date(timeIntervalSince1970: clock.wall))
-            log(
-                "workload \(name): WARNING: backing dir \(configuration.backingDir) held files that no snapshot and no journal covers (seed data); moved them aside to \(aside), nothing was deleted (see Docs/replication.md#seed-data)"
+            logger.warning(
+                "backing dir \(configuration.backingDir) held files that no snapshot and no journal covers (seed data); moved them aside to \(aside), nothing was deleted (see Docs/replication.md#seed-data)"
             )
         }
     }
@@ -160,7 +161,7 @@ final class RecoveryPipeline: Sendable {
                 report.deltaPeer = peer.host
                 break
             } catch {
-                log("workload \(name): fetching the delta from \(peer.host) failed: \(error); trying the next peer")
+                logger.warning("fetching the delta from \(peer.host) failed: \(error); trying the next peer")
             }
         }
     }
@@ -190,12 +191,12 @@ final class RecoveryPipeline: Sendable {
     {
         let mountStart = clock.monotonic
         let group = ReplicationGroup(
-            workload: name, host: host, epoch: epoch, history: history, writer: writer, peers: peers, log: log)
+            workload: name, host: host, epoch: epoch, history: history, writer: writer, peers: peers, logger: logger)
         let journal = CaptureJournal(
             writer: writer, epoch: epoch, fence: { [leases] in leases.fenceReason() },
             replicated: { [policy] seq in policy.replicated(seq: seq, group: group) },
             flushed: { group.kick() })
-        let runtime = try WorkloadRuntime(configuration, journal: journal, log: log)
+        let runtime = try WorkloadRuntime(configuration, journal: journal, logger: logger)
         try runtime.start()
         group.start()
         let snapshots = WorkloadSnapshots(
@@ -223,8 +224,8 @@ final class RecoveryPipeline: Sendable {
                 hint: "fix the cause; the next host to take the lease tries again")
         }
         try BackingDir.markCaptured(configuration)
-        log(
-            "workload \(name): seed data of \(configuration.backingDir) committed as snapshot \(report.snapshot.prefix(8)) at \(report.position ?? "-") (\(report.totalBytes) bytes); every host can restore it now"
+        logger.info(
+            "seed data of \(configuration.backingDir) committed as snapshot \(report.snapshot.prefix(8)) at \(report.position ?? "-") (\(report.totalBytes) bytes); every host can restore it now"
         )
     }
 

@@ -1,5 +1,6 @@
 public import LifeboatCluster
 public import LifeboatCore
+public import Logging
 import Synchronization
 
 /// One peer as the primary's replication group sees it.
@@ -56,16 +57,16 @@ extension ReplicationGroup: ReplicationProgress {
 public final class ReplicationPolicy: Sendable {
     public let workload: String
     public let settings: ReplicationConfiguration
-    let log: @Sendable (String) -> Void
+    let logger: Logger
     /// Set while sync replication is degraded to async.
     private let degradedFlag = Atomic<Bool>(false)
     private let alertText = Mutex<String?>(nil)
     private let timeouts = Atomic<UInt64>(0)
 
-    public init(workload: String, settings: ReplicationConfiguration, log: @escaping @Sendable (String) -> Void) {
+    public init(workload: String, settings: ReplicationConfiguration, logger: Logger) {
         self.workload = workload
         self.settings = settings
-        self.log = log
+        self.logger = logger
     }
 
     public var degraded: Bool { degradedFlag.load(ordering: .relaxed) }
@@ -89,7 +90,7 @@ public final class ReplicationPolicy: Sendable {
             }
             degradedFlag.store(false, ordering: .relaxed)
             alertText.withLock { $0 = nil }
-            log("workload \(workload): \(settings.minSyncPeers) sync peer(s) connected again; sync replication resumes")
+            logger.info("\(settings.minSyncPeers) sync peer(s) connected again; sync replication resumes")
         }
         if group.waitReplicated(seq: seq, count: settings.minSyncPeers, timeout: settings.syncTimeout) {
             return true
@@ -100,10 +101,10 @@ public final class ReplicationPolicy: Sendable {
         alertText.withLock { $0 = reason }
         if settings.onTimeout == .degrade {
             degradedFlag.store(true, ordering: .relaxed)
-            log("workload \(workload): ALERT \(reason); acknowledging from the local journal only (degraded to async)")
+            logger.warning("\(reason); acknowledging from the local journal only (degraded to async)")
             return true
         }
-        log("workload \(workload): \(reason); the fsync fails with EIO")
+        logger.error("\(reason); the fsync fails with EIO")
         return false
     }
 }

@@ -1,4 +1,5 @@
 import LifeboatCore
+import Logging
 
 /// A planned handover of the primary role with no loss: stop the service, unmount, wait until
 /// the target holds every record, hand the lease to it. When the target does not catch up in
@@ -7,7 +8,7 @@ struct Switchover {
     let workload: String
     let host: String
     let leases: LeaseKeeper
-    let log: @Sendable (String) -> Void
+    let logger: Logger
     /// How long the target may take to receive the last records.
     var catchUpTimeout: Double = 30
 
@@ -40,11 +41,11 @@ struct Switchover {
         resumeServing: () throws -> Void
     ) throws -> (host: String, last: UInt64) {
         let chosen = try Switchover.chooseTarget(target, among: group.peers, workload: workload)
-        log("workload \(workload): switchover to \(chosen): stopping the service")
+        logger.info("switchover to \(chosen): stopping the service")
         stopServing()
         let last = lastSeq()
         guard group.waitReplicatedBy(host: chosen, seq: last, timeout: catchUpTimeout) else {
-            log("workload \(workload): \(chosen) did not catch up; the service stays here")
+            logger.warning("\(chosen) did not catch up; the service stays here")
             try resumeServing()
             throw LifeboatError(
                 .operationFailed,

@@ -1,6 +1,7 @@
 import LifeboatAPI
 import LifeboatCluster
 import LifeboatCore
+import Logging
 
 /// Taking a workload's lease and recovering under it: the compare-and-swap with the next
 /// epoch, the report's first parts (detection, lease), the recovery, and on its failure the
@@ -9,7 +10,7 @@ struct Takeover {
     let leases: LeaseKeeper
     let candidacy: FailoverCandidacy
     let clock: any AgentClock
-    let log: @Sendable (String) -> Void
+    let logger: Logger
 
     enum Outcome {
         /// Another host was faster (the compare-and-swap lost), or the coordinator failed.
@@ -32,7 +33,7 @@ struct Takeover {
         do {
             lease = try leases.acquire(previous: previous, acceptedEpoch: acceptedEpoch, journalEpoch: journalEpoch)
         } catch {
-            log("workload \(leases.workload): cannot write the lease: \(error)")
+            logger.warning("cannot write the lease: \(error)")
             return .notTaken
         }
         guard let lease else { return .notTaken }  // another host was faster
@@ -46,8 +47,8 @@ struct Takeover {
             return .recovered(report)
         } catch {
             candidacy.recoveryFailed()
-            log(
-                "workload \(leases.workload): recovery at epoch \(lease.epoch) failed: \(error); releasing the lease (this host waits \(fmt(2 * leases.ttl)) s before trying again)"
+            logger.error(
+                "recovery at epoch \(lease.epoch) failed: \(error); releasing the lease (this host waits \(fmt(2 * leases.ttl)) s before trying again)"
             )
             leases.release(epoch: lease.epoch)
             return .failed(epoch: lease.epoch, error: error)

@@ -3,6 +3,7 @@ import Glibc
 import LifeboatCore
 import LifeboatJournal
 import LifeboatRepository
+import Logging
 
 /// Makes a workload's backing dir agree with its journal after the agent stopped uncleanly,
 /// before the workload is mounted again.
@@ -70,7 +71,7 @@ enum UncleanStart {
     /// when nothing covers it. `repository` is where the workload's snapshots are (nil: none).
     static func prepare(
         _ workload: WorkloadConfiguration, writer: JournalWriter, repository: String?, host: String?,
-        log: (String) -> Void
+        logger: Logger
     ) throws {
         let marker = workload.journalDir + "/running"
         if access(marker, F_OK) != 0 {
@@ -92,7 +93,7 @@ enum UncleanStart {
             Checkpoints.markStopped(workload)
             return
         }
-        try rebuild(workload, writer: writer, base: base, repository: repository, host: host, log: log)
+        try rebuild(workload, writer: writer, base: base, repository: repository, host: host, logger: logger)
     }
 
     // MARK: - capture-base
@@ -202,7 +203,7 @@ enum UncleanStart {
 
     private static func rebuild(
         _ workload: WorkloadConfiguration, writer: JournalWriter, base: Base?, repository: String?, host: String?,
-        log: (String) -> Void
+        logger: Logger
     ) throws {
         let name = workload.name
         let backing = workload.backingDir
@@ -247,8 +248,8 @@ enum UncleanStart {
         let stamp = utcStamp()
         let fresh = unusedName(backing + ".rebuild-" + stamp)
         let aside = unusedName(backing + ".unclean-" + stamp)
-        log(
-            "workload \(name): the agent did not stop cleanly last time; rebuilding \(backing) from \(snapshot.map { "snapshot \($0.id.short) at \($0.snapshot.position.map { "\($0)" } ?? "the journal's start")" } ?? "an empty dir") and the journal through \(end.map { "\($0)" } ?? "its start") in \(fresh)"
+        logger.warning(
+            "the agent did not stop cleanly last time; rebuilding \(backing) from \(snapshot.map { "snapshot \($0.id.short) at \($0.snapshot.position.map { "\($0)" } ?? "the journal's start")" } ?? "an empty dir") and the journal through \(end.map { "\($0)" } ?? "its start") in \(fresh)"
         )
         var replayed = 0
         do {
@@ -288,8 +289,8 @@ enum UncleanStart {
         try JournalWriter.syncDirectory(parent)
         if let end { try Checkpoints.flush(workload, through: end) }
         Checkpoints.markStopped(workload)
-        log(
-            "workload \(name): WARNING: \(backing) rebuilt (\(replayed) journal records replayed); the dir it replaces is kept at \(aside): it holds only writes that were never acknowledged (no fsync returned for them); remove it when you do not need it"
+        logger.warning(
+            "\(backing) rebuilt (\(replayed) journal records replayed); the dir it replaces is kept at \(aside): it holds only writes that were never acknowledged (no fsync returned for them); remove it when you do not need it"
         )
     }
 

@@ -3,6 +3,7 @@ import Glibc
 public import LifeboatCapture
 public import LifeboatCore
 import LifeboatJournal
+public import Logging
 import Synchronization
 
 /// One workload running on this agent: its journal and its captured data dir.
@@ -11,7 +12,7 @@ public final class WorkloadRuntime: Sendable {
     public let journal: CaptureJournal
     public let mount: CaptureMount
     /// Writes one line to the agent's log.
-    public let log: @Sendable (String) -> Void
+    public let logger: Logger
 
     /// Checks the workload's directories, opens (and recovers) its journal, makes the backing
     /// dir agree with the journal after an unclean stop (`UncleanStart`: from the newest snapshot
@@ -19,24 +20,24 @@ public final class WorkloadRuntime: Sendable {
     /// Nothing is mounted until `start()`.
     public convenience init(
         _ configuration: WorkloadConfiguration, repository: String? = nil, host: String? = nil,
-        log: @escaping @Sendable (String) -> Void
+        logger: Logger
     ) throws {
         try WorkloadRuntime.checkDirectories(configuration)
         let writer = try JournalWriter(directory: configuration.journalDir)
-        try UncleanStart.prepare(configuration, writer: writer, repository: repository, host: host, log: log)
+        try UncleanStart.prepare(configuration, writer: writer, repository: repository, host: host, logger: logger)
         let epoch = max(writer.lastPosition?.epoch ?? 1, 1)
-        try self.init(configuration, journal: CaptureJournal(writer: writer, epoch: epoch), log: log)
+        try self.init(configuration, journal: CaptureJournal(writer: writer, epoch: epoch), logger: logger)
     }
 
     /// A workload over a journal that is already open: a primary after recovery, whose
     /// backing dir was just rebuilt from a snapshot and the journal.
     init(
-        _ configuration: WorkloadConfiguration, journal: CaptureJournal, log: @escaping @Sendable (String) -> Void
+        _ configuration: WorkloadConfiguration, journal: CaptureJournal, logger: Logger
     )
         throws
     {
         self.configuration = configuration
-        self.log = log
+        self.logger = logger
         self.journal = journal
         do {
             mount = try CaptureMount(
@@ -66,8 +67,8 @@ public final class WorkloadRuntime: Sendable {
             do {
                 try Checkpoints.flush(configuration, through: last)
             } catch {
-                log(
-                    "workload \(configuration.name): \(error); the next start checks the backing dir against the journal"
+                logger.error(
+                    "\(error); the next start checks the backing dir against the journal"
                 )
                 return
             }
@@ -92,7 +93,7 @@ public final class WorkloadRuntime: Sendable {
                         try journal.writer.sync(through: last.seq)
                         journal.afterFlush()
                     } catch {
-                        log("workload \(configuration.name): journal flush failed: \(error)")
+                        logger.error("journal flush failed: \(error)")
                     }
                 }
                 if Date().timeIntervalSince(lastCheckpoint) >= WorkloadRuntime.checkpointInterval,
@@ -103,7 +104,7 @@ public final class WorkloadRuntime: Sendable {
                         try Checkpoints.flush(configuration, through: durable)
                         checkpointed = durable
                     } catch {
-                        log("workload \(configuration.name): checkpoint failed: \(error)")
+                        logger.error("checkpoint failed: \(error)")
                     }
                 }
             }

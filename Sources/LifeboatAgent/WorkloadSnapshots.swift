@@ -4,6 +4,7 @@ import LifeboatCapture
 public import LifeboatCore
 import LifeboatJournal
 import LifeboatRepository
+public import Logging
 import Synchronization
 
 /// Takes snapshots of one workload into the agent's repository, one at a time.
@@ -86,7 +87,7 @@ public final class WorkloadSnapshots: Sendable {
         } catch let missing as DeltaSnapshotWriter.MissingBase {
             // Something unchanged is not in the base (e.g. a file moved out of a directory that
             // was then removed): fall back to a scan, which covers everything.
-            runtime.log("snapshot of \(name): \(missing); scanning instead")
+            runtime.logger.warning("snapshot: \(missing); scanning instead")
             dirty.closeDescriptors()
             method = "scan"
             (base, cut, dirty) = try scanThenCut(writer, parentSnapshot: parent)
@@ -131,7 +132,7 @@ public final class WorkloadSnapshots: Sendable {
             state.base = result.id
             state.last = report
         }
-        runtime.log(
+        runtime.logger.info(
             "snapshot \(result.id.short) of \(name) at \(report.position ?? "empty journal") (\(method)): stall \(String(format: "%.2f", report.stallMs)) ms, \(report.changedBytesRead) changed bytes read, \(report.newBytes) new bytes"
         )
         return report

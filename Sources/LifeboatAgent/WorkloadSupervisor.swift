@@ -4,6 +4,7 @@ import LifeboatCapture
 public import LifeboatCluster
 public import LifeboatCore
 public import LifeboatJournal
+public import Logging
 import Synchronization
 
 /// One workload on this agent: wires its parts together and runs its control loop.
@@ -18,7 +19,7 @@ public final class WorkloadSupervisor: Sendable {
     let agent: AgentConfiguration
     public let writer: JournalWriter
     let clock: any AgentClock
-    let log: @Sendable (String) -> Void
+    let logger: Logger
     /// The clustered parts; nil for a standalone workload.
     let cluster: Clustered?
 
@@ -33,7 +34,9 @@ public final class WorkloadSupervisor: Sendable {
     }
 
     struct State {
-        var role: WorkloadRole
+        /// Where log lines read the role from; set with every change of `role`.
+        let logContext: WorkloadLogContext
+        var role: WorkloadRole { didSet { logContext.set(role: role) } }
         var runtime: WorkloadRuntime?
         var snapshots: WorkloadSnapshots?
         var group: (any ReplicationProgress)?
@@ -54,49 +57,57 @@ public final class WorkloadSupervisor: Sendable {
     /// mount. Nothing is mounted until `start()`.
     init(
         standalone configuration: WorkloadConfiguration, agent: AgentConfiguration,
-        log: @escaping @Sendable (String) -> Void
+        logger: Logger
     ) throws {
         self.configuration = configuration
         self.agent = agent
-        self.log = log
+        let logContext = WorkloadLogContext(role: .standalone)
+        let logger = logContext.logger(logger, workload: configuration.name)
+        self.logger = logger
         clock = SystemClock()
         cluster = nil
         let runtime = try WorkloadRuntime(
-            configuration, repository: agent.repository, host: agent.host, log: log)
+            configuration, repository: agent.repository, host: agent.host, logger: logger)
+        let epoch = runtime.journal.epoch
+        logContext.readEpoch { epoch }
         writer = runtime.journal.writer
         let snapshots = WorkloadSnapshots(runtime: runtime, repositoryPath: agent.repository, host: agent.host)
-        state = Mutex(State(role: .standalone, runtime: runtime, snapshots: snapshots))
+        state = Mutex(State(logContext: logContext, role: .standalone, runtime: runtime, snapshots: snapshots))
     }
 
     /// A workload of a cluster: starts as a peer; `start()` runs its control loop.
     init(
         _ configuration: WorkloadConfiguration, agent: AgentConfiguration, cluster: ClusterConfiguration,
         coordinator: any Coordinator, peers directory: any PeerDirectory = NetworkPeers(),
-        clock: any AgentClock = SystemClock(), log: @escaping @Sendable (String) -> Void
+        clock: any AgentClock = SystemClock(), logger: Logger
     ) throws {
         self.configuration = configuration
         self.agent = agent
         self.clock = clock
-        self.log = log
         try WorkloadRuntime.checkDirectories(configuration)
         let writer = try JournalWriter(directory: configuration.journalDir)
         self.writer = writer
-        let replica = ReplicaJournal(workload: configuration.name, writer: writer, log: log)
         let ttl = configuration.replication.leaseTTL
         let leases = LeaseKeeper(
             workload: configuration.name, host: agent.host, ttl: ttl, coordinator: coordinator, clock: clock)
+        let logContext = WorkloadLogContext(role: .peer)
+        let logger = logContext.logger(logger, workload: configuration.name)
+        self.logger = logger
+        let replica = ReplicaJournal(workload: configuration.name, writer: writer, logger: logger)
+        logContext.readEpoch { max(leases.epoch, replica.acceptedEpoch) }
         let candidacy = FailoverCandidacy(
             workload: configuration.name, host: agent.host, ttl: ttl, peers: cluster.peers, directory: directory,
             clock: clock)
-        let policy = ReplicationPolicy(workload: configuration.name, settings: configuration.replication, log: log)
+        let policy = ReplicationPolicy(
+            workload: configuration.name, settings: configuration.replication, logger: logger)
         let pipeline = RecoveryPipeline(
             configuration: configuration, repositoryPath: agent.repository, host: agent.host, writer: writer,
             replica: replica, leases: leases, candidacy: candidacy, directory: directory, policy: policy,
-            peers: cluster.peers, clock: clock, log: log)
+            peers: cluster.peers, clock: clock, logger: logger)
         self.cluster = Clustered(
             configuration: cluster, replica: replica, leases: leases, candidacy: candidacy, policy: policy,
             pipeline: pipeline)
-        state = Mutex(State(role: .peer))
+        state = Mutex(State(logContext: logContext, role: .peer))
     }
 
     var name: String { configuration.name }
@@ -121,9 +132,10 @@ public final class WorkloadSupervisor: Sendable {
             try runtime.start()
             let position = runtime.journal.writer.lastPosition.map { "\($0)" } ?? "empty"
             let recovery = runtime.journal.writer.recovery
-            log(
-                "workload \(name): data dir \(configuration.dataDir) mounted over \(configuration.backingDir), epoch \(runtime.journal.epoch), journal at \(position)"
-                    + (recovery.tornBytesRemoved > 0 ? " (cut a torn tail of \(recovery.tornBytesRemoved) bytes)" : ""))
+            let torn = recovery.tornBytesRemoved > 0 ? " (cut a torn tail of \(recovery.tornBytesRemoved) bytes)" : ""
+            logger.info(
+                "data dir \(configuration.dataDir) mounted over \(configuration.backingDir), epoch \(runtime.journal.epoch), journal at \(position)\(torn)"
+            )
             return
         }
         let thread = Thread { [self] in controlLoop(cluster) }
@@ -187,7 +199,7 @@ public final class WorkloadSupervisor: Sendable {
         do {
             backing = try BackingDir.state(of: configuration)
         } catch {
-            log("workload \(name): \(error)")
+            logger.error("\(error)")
             backing = .captured
         }
         return LocalHolding(durable: writer.durablePosition, backing: backing)
@@ -199,7 +211,7 @@ public final class WorkloadSupervisor: Sendable {
         do {
             lease = try cluster.leases.read()
         } catch {
-            log("workload \(name): cannot read the lease: \(error)")
+            logger.warning("cannot read the lease: \(error)")
             return
         }
         switch cluster.candidacy.decide(lease: lease, local: holding()) {
@@ -212,7 +224,7 @@ public final class WorkloadSupervisor: Sendable {
 
     /// Takes the lease with the next epoch, then recovers; a failed recovery releases it.
     private func takeLease(_ cluster: Clustered, previous: Lease?, kind: RecoveryKind) {
-        let takeover = Takeover(leases: cluster.leases, candidacy: cluster.candidacy, clock: clock, log: log)
+        let takeover = Takeover(leases: cluster.leases, candidacy: cluster.candidacy, clock: clock, logger: logger)
         let outcome = takeover.run(
             previous: previous, kind: kind, acceptedEpoch: cluster.replica.acceptedEpoch,
             journalEpoch: writer.lastPosition?.epoch ?? 0,
@@ -220,11 +232,11 @@ public final class WorkloadSupervisor: Sendable {
                 do {
                     try cluster.replica.accept(epoch: lease.epoch)
                 } catch {
-                    log("workload \(name): \(error)")
+                    logger.error("\(error)")
                 }
                 state.withLock { $0.role = .recovering }
-                log(
-                    "workload \(name): took the lease at epoch \(lease.epoch) (\(kind.rawValue)\(previous.map { ", previous holder \($0.holder) at epoch \($0.epoch)" } ?? ""))"
+                logger.info(
+                    "took the lease at epoch \(lease.epoch) (\(kind.rawValue)\(previous.map { ", previous holder \($0.holder) at epoch \($0.epoch)" } ?? ""))"
                 )
                 let keeper = Thread { [self] in keepLeaseWhileRecovering(cluster, epoch: lease.epoch) }
                 keeper.name = "lease-\(name)"
@@ -248,7 +260,7 @@ public final class WorkloadSupervisor: Sendable {
         let epoch = cluster.leases.epoch
         let renewal = cluster.leases.renew()
         if case .unreachable(let reason, _) = renewal {
-            log("workload \(name): cannot renew the lease: \(reason)")
+            logger.warning("cannot renew the lease: \(reason)")
         }
         if let reason = renewal.demotionReason(epoch: epoch) { demote(cluster, reason: reason) }
     }
@@ -268,7 +280,7 @@ public final class WorkloadSupervisor: Sendable {
             }
             return (state.service, state.runtime, state.group)
         }
-        log("workload \(name): \(reason); fenced: stopping the service and rejoining as a peer")
+        logger.warning("\(reason); fenced: stopping the service and rejoining as a peer")
         runtime?.journal.refuse("this host lost the lease of workload \(name)")
         service?.kill()
         runtime?.stop()
@@ -299,8 +311,8 @@ public final class WorkloadSupervisor: Sendable {
             state.lastRecovery = finished
             state.serviceRestarts = 0
         }
-        log(
-            "workload \(name): primary at epoch \(lease.epoch) from \(report.position ?? "an empty journal") (\(report.kind.rawValue): snapshot \(report.snapshotBytes) bytes in \(fmt(report.snapshotLoadSeconds)) s, delta \(report.deltaRecords) records / \(report.deltaBytes) bytes from \(report.deltaPeer ?? "no peer") in \(fmt(report.deltaSeconds)) s, replay \(report.replayedRecords) records in \(fmt(report.replaySeconds)) s, service in \(fmt(report.serviceStartSeconds)) s, total \(fmt(report.totalSeconds)) s)"
+        logger.info(
+            "primary at epoch \(lease.epoch) from \(report.position ?? "an empty journal") (\(report.kind.rawValue): snapshot \(report.snapshotBytes) bytes in \(fmt(report.snapshotLoadSeconds)) s, delta \(report.deltaRecords) records / \(report.deltaBytes) bytes from \(report.deltaPeer ?? "no peer") in \(fmt(report.deltaSeconds)) s, replay \(report.replayedRecords) records in \(fmt(report.replaySeconds)) s, service in \(fmt(report.serviceStartSeconds)) s, total \(fmt(report.totalSeconds)) s)"
         )
     }
 
@@ -328,7 +340,7 @@ public final class WorkloadSupervisor: Sendable {
             do {
                 _ = try snapshots.snapshotNow(tags: ["scheduled"])
             } catch {
-                log("workload \(name): scheduled snapshot failed: \(error)")
+                logger.error("scheduled snapshot failed: \(error)")
             }
         }
         thread.name = "snapshot-\(name)"
@@ -350,11 +362,11 @@ public final class WorkloadSupervisor: Sendable {
             state.serviceRestarts += 1
             return state.serviceRestarts
         }
-        log("workload \(name): the service exited; restarting it (restart \(restarts))")
+        logger.warning("the service exited; restarting it (restart \(restarts))")
         do {
             try service.start()
         } catch {
-            log("workload \(name): \(error)")
+            logger.error("\(error)")
         }
     }
 
@@ -367,7 +379,7 @@ public final class WorkloadSupervisor: Sendable {
         guard let cluster, role == .primary, let group, let runtime else {
             throw LifeboatError(.badInput, "workload \(name) is not primary on \(agent.host) (it is \(role.rawValue))")
         }
-        let switchover = Switchover(workload: name, host: agent.host, leases: cluster.leases, log: log)
+        let switchover = Switchover(workload: name, host: agent.host, leases: cluster.leases, logger: logger)
         let (chosen, last) = try switchover.run(
             to: target, group: group, lastSeq: { writer.lastPosition?.seq ?? 0 },
             stopServing: {
@@ -382,12 +394,12 @@ public final class WorkloadSupervisor: Sendable {
             state.group = nil
             state.service = nil
         }
-        log("workload \(name): handed the lease to \(chosen) at \(last); rejoining as a peer")
+        logger.info("handed the lease to \(chosen) at \(last); rejoining as a peer")
         return chosen
     }
 
     private func restartAfterAbortedSwitchover(runtime old: WorkloadRuntime, service: ServiceProcess?) throws {
-        let runtime = try WorkloadRuntime(configuration, journal: old.journal, log: log)
+        let runtime = try WorkloadRuntime(configuration, journal: old.journal, logger: logger)
         try runtime.start()
         state.withLock { $0.runtime = runtime }
         try service?.start()

@@ -1,6 +1,7 @@
 import Foundation
 public import LifeboatCore
 public import LifeboatJournal
+public import Logging
 
 /// What the peer server needs from the agent about each workload.
 public protocol ReplicaProvider: Sendable {
@@ -26,25 +27,25 @@ extension ReplicaProvider {
 public final class PeerServer: Sendable {
     let listener: PeerListener
     let provider: any ReplicaProvider
-    let log: @Sendable (String) -> Void
+    let logger: Logger
 
-    public init(address: String, provider: any ReplicaProvider, log: @escaping @Sendable (String) -> Void) throws {
+    public init(address: String, provider: any ReplicaProvider, logger: Logger) throws {
         self.provider = provider
-        self.log = log
+        self.logger = logger
         listener = try PeerListener(address: address) { connection in
-            PeerServer.serve(connection, provider: provider, log: log)
+            PeerServer.serve(connection, provider: provider, logger: logger)
         }
     }
 
     public func close() { listener.close() }
 
-    static func serve(_ connection: PeerConnection, provider: any ReplicaProvider, log: @Sendable (String) -> Void) {
+    static func serve(_ connection: PeerConnection, provider: any ReplicaProvider, logger: Logger) {
         defer { connection.close() }
         do {
             guard let first = try connection.receive(timeout: 10) else { return }
             switch first {
             case .hello(let hello):
-                try receiveStream(hello, connection, provider: provider, log: log)
+                try receiveStream(hello, connection, provider: provider, logger: logger)
             case .fetch(let workload, let from):
                 try serveFetch(workload: workload, from: from, connection, provider: provider)
             case .query(let workload):
@@ -67,8 +68,10 @@ public final class PeerServer: Sendable {
     /// A primary's stream: check the hello, then keep records durably and acknowledge them.
     static func receiveStream(
         _ hello: PeerMessage.Hello, _ connection: PeerConnection, provider: any ReplicaProvider,
-        log: @Sendable (String) -> Void
+        logger base: Logger
     ) throws {
+        var logger = base
+        logger[metadataKey: "workload"] = "\(hello.workload)"
         guard let replica = provider.replica(for: hello.workload) else {
             let role = provider.describe(hello.workload)?.role ?? "unknown"
             try connection.send(.refused("this host is not a peer of workload \(hello.workload) (it is \(role))"))
@@ -82,8 +85,8 @@ public final class PeerServer: Sendable {
         }
         let durable = try replica.welcome(hello)
         try connection.send(.welcome(durable: durable))
-        log(
-            "workload \(hello.workload): following primary \(hello.host) at epoch \(hello.epoch) from \(durable.map { "\($0)" } ?? "the start")"
+        logger.info(
+            "following primary \(hello.host) at epoch \(hello.epoch) from \(durable.map { "\($0)" } ?? "the start")"
         )
         while true {
             guard var message = try connection.receive(timeout: 5) else { continue }
@@ -117,8 +120,8 @@ public final class PeerServer: Sendable {
             switch pendingOther {
             case .reset(let after)?:
                 try replica.reset(after: after)
-                log(
-                    "workload \(hello.workload): journal starts over after \(after) (behind the primary's oldest record)"
+                logger.info(
+                    "journal starts over after \(after) (behind the primary's oldest record)"
                 )
                 if let position = replica.writer.durablePosition { connection.post(.ack(position)) }
             case .retain(let through)?:

@@ -3,6 +3,7 @@ import Glibc
 public import LifeboatCore
 public import LifeboatJournal
 public import LifeboatSystem
+public import Logging
 import Synchronization
 
 /// A peer's copy of a workload's journal: records received from the primary, kept durably,
@@ -12,19 +13,19 @@ public final class ReplicaJournal: Sendable {
     public let writer: JournalWriter
     public let workload: String
     private let acceptedEpochValue: Mutex<UInt64>
-    let log: @Sendable (String) -> Void
+    let logger: Logger
 
     /// The seam `accepted-epoch` is written through.
     let io: FileIO
 
     public init(
         workload: String, writer: JournalWriter, calls: any SystemCalls = RealSystemCalls(),
-        log: @escaping @Sendable (String) -> Void
+        logger: Logger
     ) {
         self.workload = workload
         self.writer = writer
         self.io = FileIO(calls)
-        self.log = log
+        self.logger = logger
         let stored =
             (try? String(contentsOfFile: writer.directory + "/accepted-epoch", encoding: .utf8))
             .flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
@@ -59,8 +60,8 @@ public final class ReplicaJournal: Sendable {
             let aside = try keepAside(reason: "epoch \(last.epoch) records the history of epoch \(hello.epoch) lacks")
             let restart = hello.history.first { $0.epoch > last.epoch }.map { $0.firstSeq - 1 } ?? 0
             try writer.reset(after: Position(epoch: 0, seq: min(restart, last.seq)))
-            log(
-                "workload \(workload): this journal ended at \(last), past where epoch \(hello.epoch)'s history diverged; kept it aside in \(aside) and rejoined from the new primary"
+            logger.warning(
+                "this journal ended at \(last), past where epoch \(hello.epoch)'s history diverged; kept it aside in \(aside) and rejoined from the new primary"
             )
         }
         return writer.durablePosition
@@ -80,7 +81,7 @@ public final class ReplicaJournal: Sendable {
     public func reset(after position: Position) throws {
         if let last = writer.lastPosition, last.seq > position.seq, last.epoch > 0 {
             let aside = try keepAside(reason: "reset after \(position)")
-            log("workload \(workload): records after \(position) kept aside in \(aside)")
+            logger.info("records after \(position) kept aside in \(aside)")
         }
         try writer.reset(after: position)
     }
@@ -90,7 +91,7 @@ public final class ReplicaJournal: Sendable {
         do {
             try writer.removeSegments(through: seq)
         } catch {
-            log("workload \(workload): cannot drop journal segments through \(seq): \(error)")
+            logger.warning("cannot drop journal segments through \(seq): \(error)")
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 public import LifeboatCore
 public import LifeboatJournal
+public import Logging
 import Synchronization
 
 /// How far one peer is, as the primary sees it.
@@ -22,7 +23,7 @@ public final class ReplicationGroup: Sendable {
 
     public init(
         workload: String, host: String, epoch: UInt64, history: [EpochStart], writer: JournalWriter,
-        peers: [PeerConfiguration], log: @escaping @Sendable (String) -> Void
+        peers: [PeerConfiguration], logger: Logger
     ) {
         self.workload = workload
         self.epoch = epoch
@@ -32,7 +33,7 @@ public final class ReplicationGroup: Sendable {
             PeerStream(
                 peer: peer,
                 hello: PeerMessage.Hello(workload: workload, host: host, epoch: epoch, history: history),
-                writer: writer, waiters: waiters, log: log)
+                writer: writer, waiters: waiters, logger: logger)
         }
     }
 
@@ -87,7 +88,7 @@ final class PeerStream: @unchecked Sendable {
     let hello: PeerMessage.Hello
     let writer: JournalWriter
     let waiters: AckWaiters
-    let log: @Sendable (String) -> Void
+    let logger: Logger
     private let state = Mutex(PeerProgress(host: "", connected: false, acked: nil, bytesSent: 0, lastError: nil))
     private let stopped = Mutex(false)
     private let pendingRetain = Mutex<UInt64?>(nil)
@@ -99,13 +100,13 @@ final class PeerStream: @unchecked Sendable {
 
     init(
         peer: PeerConfiguration, hello: PeerMessage.Hello, writer: JournalWriter, waiters: AckWaiters,
-        log: @escaping @Sendable (String) -> Void
+        logger: Logger
     ) {
         self.peer = peer
         self.hello = hello
         self.writer = writer
         self.waiters = waiters
-        self.log = log
+        self.logger = logger
         state.withLock { $0.host = peer.host }
     }
 
@@ -157,7 +158,7 @@ final class PeerStream: @unchecked Sendable {
                 }
                 waiters.notify()
                 if reason != lastLogged && !isStopped {
-                    log("workload \(hello.workload): stream to \(peer.host): \(reason)")
+                    logger.warning("stream to \(peer.host): \(reason)")
                     lastLogged = reason
                 }
             }
@@ -192,7 +193,7 @@ final class PeerStream: @unchecked Sendable {
                 $0.lastError = nil
                 if let durable, durable.seq + 1 == start { $0.acked = durable }
             }
-            log("workload \(hello.workload): streaming to \(peer.host) from seq \(start)")
+            logger.info("streaming to \(peer.host) from seq \(start)")
         case .refused(let reason):
             throw LifeboatError(.operationFailed, "refused: \(reason)")
         default:

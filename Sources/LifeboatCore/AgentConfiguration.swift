@@ -9,17 +9,25 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var workloads: [WorkloadConfiguration]
     /// Where leases and epochs live; nil runs the agent alone (no peers, no failover).
     public var cluster: ClusterConfiguration?
+    /// The lowest level the agent logs (`log_level`).
+    public var logLevel: LogLevel
 
     public init(
         host: String, listen: String, repository: String, workloads: [WorkloadConfiguration],
-        cluster: ClusterConfiguration? = nil
+        cluster: ClusterConfiguration? = nil, logLevel: LogLevel = .info
     ) {
         self.host = host
         self.listen = listen
         self.repository = repository
         self.workloads = workloads
         self.cluster = cluster
+        self.logLevel = logLevel
     }
+}
+
+/// The agent's log levels, lowest first: the names of swift-log's levels.
+public enum LogLevel: String, Sendable, CaseIterable {
+    case trace, debug, info, notice, warning, error, critical
 }
 
 /// How this agent works with the others: the coordinator, its peer address, its peers.

@@ -28,31 +28,37 @@ struct LifeboatDaemon: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         let configuration = try ConfigLoader.load(path: config)
+        let level = Logger.Level(rawValue: configuration.logLevel.rawValue) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger.agent(host: configuration.host)
         raiseDescriptorLimit()
-        let agent = try Agent(configuration: configuration, log: Log.info)
+        let agent = try Agent(configuration: configuration, logger: logger)
         try agent.start()
         let serverFailure = Mutex<String?>(nil)
         Task.detached {
             do {
                 try await AgentAPI.serve(agent) {
-                    Log.info("API listening on http://\(configuration.listen)")
+                    logger.info("API listening on http://\(configuration.listen)")
                 }
             } catch {
                 let reason = isAddressInUse(error) ? "the address is already in use" : "\(error)"
                 serverFailure.withLock { $0 = "the API cannot listen on \(configuration.listen): \(reason)" }
             }
         }
-        Log.info(
-            "agent \(configuration.host) running \(configuration.workloads.count) workload(s)"
-                + (configuration.cluster != nil ? " in a cluster (roles follow the leases)" : "") + "; SIGTERM stops it"
-        )
+        let mode = configuration.cluster != nil ? " in a cluster (roles follow the leases)" : ""
+        logger.info(
+            "agent \(configuration.host) running \(configuration.workloads.count) workload(s)\(mode); SIGTERM stops it")
         var timeout = timespec(tv_sec: 1, tv_nsec: 0)
         while true {
             let received = sigtimedwait(&signals, nil, &timeout)
             if received > 0 {
-                Log.info("received signal \(received): unmounting")
+                logger.info("received signal \(received): unmounting")
                 agent.stop()
-                Log.info("stopped")
+                logger.info("stopped")
                 return
             }
             if let failure = serverFailure.withLock({ $0 }) {
@@ -83,22 +89,6 @@ func raiseDescriptorLimit() {
     if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &wanted) != 0 {
         limit.rlim_cur = limit.rlim_max
         setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-    }
-}
-
-/// One line per event on stderr, through swift-log.
-enum Log {
-    static let logger: Logger = {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .info
-            return handler
-        }
-        return Logger(label: "lifeboatd")
-    }()
-
-    @Sendable static func info(_ message: String) {
-        logger.info("\(message)")
     }
 }
 

@@ -18,6 +18,7 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(config.host, "a")
         XCTAssertEqual(config.workloads.first?.dataDir, "/d/data")
         XCTAssertEqual(config.workloads.first?.capture, .fuse)
+        XCTAssertEqual(config.logLevel, .info, "info unless log_level says otherwise")
     }
 }
 
@@ -29,6 +30,7 @@ final class ConfigErrorTests: XCTestCase {
         let config = try ConfigLoader.load(path: root.appendingPathComponent("Docs/examples/agent.yaml").path)
         XCTAssertEqual(config.host, "db-host-1")
         XCTAssertEqual(config.listen, "127.0.0.1:7440")
+        XCTAssertEqual(config.logLevel, .info)
         XCTAssertEqual(config.workloads.map(\.name), ["postgres"])
         XCTAssertEqual(config.workloads.first?.journalDir, "/var/lib/lifeboat/journal/postgres")
     }
@@ -105,6 +107,12 @@ final class ConfigErrorTests: XCTestCase {
 
         let listen = message("listen: nonsense\n" + valid)
         XCTAssertTrue(listen.contains("agent.yaml:1: listen must be HOST:PORT"), listen)
+
+        let level = message("log_level: verbose\n" + valid)
+        XCTAssertTrue(
+            level.contains(
+                "agent.yaml:1: log_level 'verbose' is not a log level (known: trace, debug, info, notice, warning, error, critical)"
+            ), level)
 
         let topLevel = message("repositry: /v\n" + valid)
         XCTAssertTrue(topLevel.contains("unknown key repositry"), topLevel)

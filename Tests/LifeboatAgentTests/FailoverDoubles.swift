@@ -1,7 +1,9 @@
 import Foundation
+import InMemoryLogging
 import LifeboatCluster
 import LifeboatCore
 import LifeboatJournal
+import Logging
 import Synchronization
 
 @testable import LifeboatAgent
@@ -134,11 +136,18 @@ final class FakeGroup: ReplicationProgress {
     func stop() { stopped.store(true, ordering: .relaxed) }
 }
 
-/// Collects log lines.
+/// Collects log lines in memory, with their levels.
 final class LogLines: Sendable {
-    private let lines = Mutex<[String]>([])
-    var all: [String] { lines.withLock { $0 } }
-    var sink: @Sendable (String) -> Void { { [self] line in lines.withLock { $0.append(line) } } }
+    let handler = InMemoryLogHandler()
+    var logger: Logger {
+        let handler = handler
+        return Logger(label: "test", factory: { _ in handler })
+    }
+    var all: [String] { handler.entries.map { "\($0.message)" } }
+    /// The lines logged at `level`.
+    func at(_ level: Logger.Level) -> [String] {
+        handler.entries.filter { $0.level == level }.map { "\($0.message)" }
+    }
 }
 
 func peer(_ host: String) -> PeerConfiguration {

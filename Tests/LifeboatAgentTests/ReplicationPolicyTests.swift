@@ -1,4 +1,5 @@
 import LifeboatCore
+import Logging
 import XCTest
 
 @testable import LifeboatAgent
@@ -14,7 +15,7 @@ final class ReplicationPolicyTests: XCTestCase {
         ReplicationPolicy(
             workload: "db",
             settings: ReplicationConfiguration(mode: mode, minSyncPeers: peers, syncTimeout: 5, onTimeout: onTimeout),
-            log: log.sink)
+            logger: log.logger)
     }
 
     func testAsyncAcknowledgesAfterTheLocalJournalOnly() {
@@ -56,7 +57,7 @@ final class ReplicationPolicyTests: XCTestCase {
         XCTAssertEqual(policy.syncTimeouts, 1)
         XCTAssertEqual(policy.alert, "fewer than 1 sync peer(s) acknowledged seq 10 within 5.0 s")
         XCTAssertFalse(policy.degraded)
-        XCTAssertTrue(log.all.last?.contains("the fsync fails with EIO") ?? false, "\(log.all)")
+        XCTAssertTrue(log.at(.error).last?.contains("the fsync fails with EIO") ?? false, "\(log.all)")
         XCTAssertFalse(policy.replicated(seq: 11, group: group), "fail does not degrade: the next fsync waits again")
         XCTAssertEqual(group.waitCount, 2)
     }
@@ -69,7 +70,7 @@ final class ReplicationPolicyTests: XCTestCase {
         XCTAssertTrue(policy.degraded)
         XCTAssertNotNil(policy.alert)
         XCTAssertEqual(policy.syncTimeouts, 1)
-        XCTAssertTrue(log.all.last?.contains("ALERT") ?? false)
+        XCTAssertTrue(log.at(.warning).last?.contains("degraded to async") ?? false, "\(log.all)")
     }
 
     /// Degraded, with too few peers connected: no fsync waits for them any more.

@@ -1,6 +1,7 @@
 import Foundation
 import LifeboatCore
 import LifeboatJournal
+import Logging
 import XCTest
 
 @testable import LifeboatAgent
@@ -156,7 +157,7 @@ final class BackingDirTests: XCTestCase {
         let aside = try FileManager.default.contentsOfDirectory(atPath: root).filter { $0.hasPrefix("backing.seed-") }
         XCTAssertEqual(aside.count, 1)
         XCTAssertEqual(try String(contentsOfFile: root + "/" + aside[0] + "/PG_VERSION", encoding: .utf8), "16")
-        let warning = try XCTUnwrap(log.all.first { $0.contains("WARNING") })
+        let warning = try XCTUnwrap(log.at(.warning).first { $0.contains("seed data") })
         XCTAssertTrue(warning.contains(root + "/" + aside[0]), warning)
     }
 
@@ -177,9 +178,9 @@ final class BackingDirTests: XCTestCase {
             workload: "db", host: "h1", ttl: 10, peers: [], directory: FakePeers(), clock: clock)
         return RecoveryPipeline(
             configuration: workload, repositoryPath: root + "/repo", host: "h1", writer: writer,
-            replica: ReplicaJournal(workload: "db", writer: writer, log: log.sink), leases: leases,
+            replica: ReplicaJournal(workload: "db", writer: writer, logger: log.logger), leases: leases,
             candidacy: candidacy, directory: FakePeers(),
-            policy: ReplicationPolicy(workload: "db", settings: workload.replication, log: log.sink), peers: [],
-            clock: clock, log: log.sink)
+            policy: ReplicationPolicy(workload: "db", settings: workload.replication, logger: log.logger), peers: [],
+            clock: clock, logger: log.logger)
     }
 }

@@ -1,6 +1,7 @@
 import LifeboatAPI
 import LifeboatCluster
 import LifeboatCore
+import Logging
 import XCTest
 
 @testable import LifeboatAgent
@@ -17,7 +18,7 @@ final class SwitchoverTests: XCTestCase {
         _ = try keeper.recordEpochStart(firstSeq: 1)
     }
 
-    var switchover: Switchover { Switchover(workload: "db", host: "h1", leases: keeper, log: log.sink) }
+    var switchover: Switchover { Switchover(workload: "db", host: "h1", leases: keeper, logger: log.logger) }
 
     /// Runs a switchover and records what it did to the service.
     func run(_ target: String?, _ group: FakeGroup, last: UInt64 = 42) throws -> (String, [String]) {
@@ -123,7 +124,9 @@ final class TakeoverTests: XCTestCase {
 
     func takeover(_ host: String = "h1") -> (Takeover, LeaseKeeper, FailoverCandidacy) {
         let h = TestHost(host, peers: [], coordinator: coordinator, clock: clock)
-        return (Takeover(leases: h.keeper, candidacy: h.candidacy, clock: clock, log: log.sink), h.keeper, h.candidacy)
+        return (
+            Takeover(leases: h.keeper, candidacy: h.candidacy, clock: clock, logger: log.logger), h.keeper, h.candidacy
+        )
     }
 
     struct Broken: Error {}

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import LifeboatCore
 import LifeboatJournal
+import Logging
 import Synchronization
 import XCTest
 
@@ -17,7 +18,7 @@ final class TestPeer: ReplicaProvider, @unchecked Sendable {
     init(directory: String) throws {
         self.directory = directory
         replicaJournal = ReplicaJournal(
-            workload: "w", writer: try JournalWriter(directory: directory, segmentSize: 64 << 10), log: { _ in })
+            workload: "w", writer: try JournalWriter(directory: directory, segmentSize: 64 << 10), logger: quietLogger)
     }
 
     func replica(for workload: String) -> ReplicaJournal? { isPeer.withLock { $0 } ? replicaJournal : nil }
@@ -125,11 +126,11 @@ final class ClusterTests: XCTestCase {
         let primary = try JournalWriter(directory: root + "/primary", segmentSize: 64 << 10)
         let peer = try TestPeer(directory: root + "/peer")
         let address = "127.0.0.1:\(port())"
-        let server = try PeerServer(address: address, provider: peer, log: { _ in })
+        let server = try PeerServer(address: address, provider: peer, logger: quietLogger)
         defer { server.close() }
         let group = ReplicationGroup(
             workload: "w", host: "p", epoch: 1, history: [EpochStart(epoch: 1, firstSeq: 1)], writer: primary,
-            peers: [PeerConfiguration(host: "peer", api: "x:1", address: address)], log: { _ in })
+            peers: [PeerConfiguration(host: "peer", api: "x:1", address: address)], logger: quietLogger)
         group.start()
         defer { group.stop() }
         var payloads: [[UInt8]] = []
@@ -161,7 +162,7 @@ final class ClusterTests: XCTestCase {
         try peer.replicaJournal.accept(epoch: 2)
         let stale = ReplicationGroup(
             workload: "w", host: "p", epoch: 1, history: [EpochStart(epoch: 1, firstSeq: 1)], writer: primary,
-            peers: [PeerConfiguration(host: "peer", api: "x:1", address: address)], log: { _ in })
+            peers: [PeerConfiguration(host: "peer", api: "x:1", address: address)], logger: quietLogger)
         stale.start()
         defer { stale.stop() }
         try primary.append(epoch: 1, kind: 7, payload: [9])
@@ -186,3 +187,6 @@ final class ClusterTests: XCTestCase {
         XCTAssertTrue(siblings.contains { $0.hasPrefix("peer.diverged-") }, "\(siblings)")
     }
 }
+
+/// A logger that drops every line.
+let quietLogger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })

@@ -3,6 +3,7 @@ import Glibc
 import LifeboatCore
 import LifeboatJournal
 import LifeboatSystem
+import Logging
 import XCTest
 
 @testable import LifeboatCluster
@@ -59,15 +60,15 @@ final class DurabilityTests: XCTestCase {
         // A leftover at the old fixed temp name no longer blocks the write.
         XCTAssertEqual(mkdir(directory + "/accepted-epoch.tmp", 0o700), 0)
         let faults = FaultyCalls([.init(.fsync, EIO, where: { $0 == directory })])
-        let failing = ReplicaJournal(workload: "w", writer: writer, calls: faults, log: { _ in })
+        let failing = ReplicaJournal(workload: "w", writer: writer, calls: faults, logger: quietLogger)
         XCTAssertThrowsError(try failing.accept(epoch: 2)) { error in
             XCTAssertEqual(((error as? LifeboatError)?.underlying as? SystemError)?.code, EIO, "\(error)")
         }
         XCTAssertEqual(failing.acceptedEpoch, 0, "an epoch whose write failed is not taken as accepted")
-        let replica = ReplicaJournal(workload: "w", writer: writer, log: { _ in })
+        let replica = ReplicaJournal(workload: "w", writer: writer, logger: quietLogger)
         try replica.accept(epoch: 3)
         XCTAssertEqual(replica.acceptedEpoch, 3)
-        XCTAssertEqual(ReplicaJournal(workload: "w", writer: writer, log: { _ in }).acceptedEpoch, 3)
+        XCTAssertEqual(ReplicaJournal(workload: "w", writer: writer, logger: quietLogger).acceptedEpoch, 3)
         XCTAssertThrowsError(try replica.accept(epoch: 2))
     }
 }
