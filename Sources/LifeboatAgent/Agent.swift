@@ -6,6 +6,7 @@ public import LifeboatCore
 import LifeboatJournal
 import LifeboatRepository
 public import Logging
+public import ServiceLifecycle
 import Synchronization
 
 /// The agent: every workload of its config, captured and journaled, until it is told to stop.
@@ -16,12 +17,15 @@ public final class Agent: Sendable {
     public let supervisors: [WorkloadSupervisor]
     private let peerServer = Mutex<PeerServer?>(nil)
     let logger: Logger
+    /// Where every blocking piece of work of the agent runs.
+    public let pool: BlockingPool
 
     /// Prepares every workload (checks dirs, recovers journals) and the repository (created
     /// when its directory does not exist yet). Nothing is mounted yet.
     public init(configuration: AgentConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
+        pool = BlockingPool(workloads: configuration.workloads.count)
         try Agent.prepareRepository(configuration.repository, logger: logger)
         if let cluster = configuration.cluster {
             let coordinator = try LocalCoordinator(directory: cluster.coordinatorPath)
@@ -106,7 +110,18 @@ public final class Agent: Sendable {
         }
     }
 
-    /// Unmounts every data dir and makes the journals durable.
+    /// The agent's services in the order they start; a graceful shutdown stops them in the
+    /// reverse order: the API first (no new requests), then the clustered workloads (their
+    /// services stopped, unmounted), the peer server, the standalone workloads. `start()` must
+    /// have succeeded.
+    public func services(api: any Service) -> [any Service] {
+        let standalone: [any Service] = supervisors.filter(\.isStandalone).map { WorkloadService($0, pool: pool) }
+        let peers: [any Service] = peerServer.withLock { $0 }.map { [PeerServerService($0)] } ?? []
+        let clustered: [any Service] = supervisors.filter { !$0.isStandalone }.map { WorkloadService($0, pool: pool) }
+        return standalone + peers + clustered + [api]
+    }
+
+    /// Unmounts every data dir and makes the journals durable (when the services never ran).
     public func stop() {
         for supervisor in supervisors.reversed() where !supervisor.isStandalone { supervisor.stop() }
         peerServer.withLock { $0?.close() }

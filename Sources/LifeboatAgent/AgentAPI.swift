@@ -6,6 +6,7 @@ import LifeboatCore
 import LifeboatJournal
 import LifeboatSystem
 import NIOCore
+public import ServiceLifecycle
 
 /// The agent's HTTP API (JSON), served on the config's `listen` address (Docs/agent.md).
 ///
@@ -14,8 +15,10 @@ import NIOCore
 /// - `GET /v1/status`: host, workloads, epochs, journal positions, dirty map, last snapshot.
 /// - `POST /v1/workloads/NAME/snapshot`: takes a snapshot now; answers its report.
 public enum AgentAPI {
-    /// Serves until the process exits. Throws if the address cannot be bound.
-    public static func serve(_ agent: Agent, onRunning: @escaping @Sendable () -> Void) async throws {
+    /// The API as a service of the agent's group: it serves until a graceful shutdown, then
+    /// stops accepting and finishes the requests in flight. Its run throws if the address
+    /// cannot be bound.
+    public static func service(_ agent: Agent, onRunning: @escaping @Sendable () -> Void) throws -> APIService {
         let (host, port) = try address(agent.configuration.listen)
         let router = Router()
         router.get("livez") { _, _ in "ok\n" }
@@ -53,7 +56,7 @@ public enum AgentAPI {
             }?.to
             do {
                 let started = Date()
-                let chosen = try await runBlocking { try controller.switchover(to: target) }
+                let chosen = try await agent.pool.run { try controller.switchover(to: target) }
                 return try json(
                     .ok,
                     FailoverAnswer(
@@ -79,7 +82,7 @@ public enum AgentAPI {
                 return try json(.notFound, ErrorBody(error: "no workload named \(name) on this agent", exitCode: 2))
             }
             do {
-                let report = try await runBlocking { try snapshots.snapshotNow() }
+                let report = try await agent.pool.run { try snapshots.snapshotNow() }
                 return try json(.ok, report)
             } catch let error as LifeboatError {
                 return try json(
@@ -91,8 +94,8 @@ public enum AgentAPI {
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(host, port: port), serverName: "lifeboatd"),
-            onServerRunning: { _ in onRunning() })
-        try await app.run()
+            onServerRunning: { _ in onRunning() }, logger: agent.logger)
+        return APIService(application: app, listen: agent.configuration.listen)
     }
 
     static func clusterStatus(_ agent: Agent) -> ClusterStatus {
@@ -139,11 +142,21 @@ public enum AgentAPI {
             status: status, headers: [.contentType: "text/plain"],
             body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
     }
+}
 
-    /// Runs blocking work (a snapshot) on its own thread, off the server's threads.
-    static func runBlocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try body() }) }.start()
+/// The HTTP API as a service: a bind failure becomes one clear error.
+public struct APIService: Service {
+    let application: any Service
+    let listen: String
+
+    public func run() async throws {
+        do {
+            try await application.run()
+        } catch {
+            let reason = isAddressInUse(error) ? "the address is already in use" : "\(error)"
+            throw LifeboatError(
+                .operationFailed, "the API cannot listen on \(listen): \(reason)",
+                hint: "choose a free `listen` address")
         }
     }
 }

@@ -3,6 +3,7 @@ import Glibc
 public import LifeboatCapture
 public import LifeboatCore
 import LifeboatJournal
+import LifeboatSystem
 public import Logging
 import Synchronization
 
@@ -56,61 +57,65 @@ public final class WorkloadRuntime: Sendable {
             Checkpoints.markStopped(configuration)
             throw LifeboatError(.operationFailed, "workload \(configuration.name): \(error)")
         }
-        startFlusher()
+        flushState.withLock {
+            $0.running = true
+            $0.lastCheckpoint = monotonicSeconds()
+            $0.checkpointed = Checkpoints.read(configuration.journalDir)
+        }
     }
 
     /// Unmounts and makes every journaled record durable.
     public func stop() {
-        stopping.withLock { $0 = true }
+        flushState.withLock { $0.running = false }
         mount.stop()
         if journal.makeDurable(), let last = journal.writer.lastPosition {
             do {
                 try Checkpoints.flush(configuration, through: last)
             } catch {
-                logger.error(
-                    "\(error); the next start checks the backing dir against the journal"
-                )
+                logger.error("\(error); the next start checks the backing dir against the journal")
                 return
             }
         }
         Checkpoints.markStopped(configuration)
     }
 
-    private let stopping = Mutex(false)
+    /// What the flusher remembers between its turns.
+    private struct FlushState {
+        var running = false
+        var lastCheckpoint = 0.0
+        var checkpointed: Position?
+    }
+    private let flushState = Mutex(FlushState())
 
-    /// Makes the journal durable every `flushInterval` even when the service never calls
-    /// fsync, so records written without fsync reach disk (and readers) within that time; and
-    /// flushes the backing dir every `checkpointInterval`, recording the position it covers.
-    private func startFlusher() {
-        let thread = Thread { [self] in
-            var lastCheckpoint = Date()
-            var checkpointed = Checkpoints.read(configuration.journalDir)
-            while !stopping.withLock({ $0 }) {
-                Thread.sleep(forTimeInterval: WorkloadRuntime.flushInterval)
-                if let last = journal.writer.lastPosition, last != journal.writer.durablePosition {
-                    // Only the local journal: waiting for sync peers is for fsync callers.
-                    do {
-                        try journal.writer.sync(through: last.seq)
-                        journal.afterFlush()
-                    } catch {
-                        logger.error("journal flush failed: \(error)")
-                    }
-                }
-                if Date().timeIntervalSince(lastCheckpoint) >= WorkloadRuntime.checkpointInterval,
-                    let durable = journal.writer.durablePosition, checkpointed.map({ $0 < durable }) ?? true
-                {
-                    lastCheckpoint = Date()
-                    do {
-                        try Checkpoints.flush(configuration, through: durable)
-                        checkpointed = durable
-                    } catch {
-                        logger.error("checkpoint failed: \(error)")
-                    }
-                }
+    /// One turn of the flusher, run every `flushInterval` while the data dir is mounted: makes
+    /// the journal durable even when the service never calls fsync, so records written without
+    /// fsync reach disk (and readers) within that time; and flushes the backing dir every
+    /// `checkpointInterval`, recording the position it covers. Does nothing once stopped.
+    public func flushTick() {
+        guard flushState.withLock({ $0.running }) else { return }
+        if let last = journal.writer.lastPosition, last != journal.writer.durablePosition {
+            // Only the local journal: waiting for sync peers is for fsync callers.
+            do {
+                try journal.writer.sync(through: last.seq)
+                journal.afterFlush()
+            } catch {
+                logger.error("journal flush failed: \(error)")
             }
         }
-        thread.name = "journal-flush-\(configuration.name)"
-        thread.start()
+        let now = monotonicSeconds()
+        let (due, checkpointed) = flushState.withLock {
+            ($0.running && now - $0.lastCheckpoint >= WorkloadRuntime.checkpointInterval, $0.checkpointed)
+        }
+        guard due, let durable = journal.writer.durablePosition, checkpointed.map({ $0 < durable }) ?? true else {
+            return
+        }
+        flushState.withLock { $0.lastCheckpoint = now }
+        do {
+            try Checkpoints.flush(configuration, through: durable)
+            flushState.withLock { $0.checkpointed = durable }
+        } catch {
+            logger.error("checkpoint failed: \(error)")
+        }
     }
 
     /// How long a record written without fsync may stay in memory.

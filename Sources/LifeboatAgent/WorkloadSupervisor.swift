@@ -124,8 +124,8 @@ public final class WorkloadSupervisor: Sendable {
         return max(cluster.leases.epoch, cluster.replica.acceptedEpoch)
     }
 
-    /// Standalone: mounts the data dir. Clustered: starts the control loop on a thread of its
-    /// own (the lease decides when to mount).
+    /// Standalone: mounts the data dir. Clustered: nothing yet; the lease decides when to mount,
+    /// and `WorkloadService` drives the control loop (`controlTick`).
     func start() throws {
         guard let cluster else {
             guard let runtime else { return }
@@ -138,9 +138,20 @@ public final class WorkloadSupervisor: Sendable {
             )
             return
         }
-        let thread = Thread { [self] in controlLoop(cluster) }
-        thread.name = "control-\(name)"
-        thread.start()
+        _ = cluster
+    }
+
+    /// From now on control turns, renewals and scheduled snapshots do nothing (the agent is
+    /// shutting down); `stop` follows.
+    func beginStopping() { stopping.store(true, ordering: .sequentiallyConsistent) }
+
+    /// Throws when a standalone workload's data dir was unmounted from outside the agent.
+    func checkMounted() throws {
+        guard isStandalone, !isStopping, let runtime, !runtime.mount.isServing else { return }
+        throw LifeboatError(
+            .operationFailed,
+            "the data dir \(configuration.dataDir) of workload \(name) was unmounted from outside the agent",
+            hint: "restart the agent")
     }
 
     /// Stops the service and unmounts (SIGTERM of the agent). A clustered lease is not renewed
@@ -164,32 +175,41 @@ public final class WorkloadSupervisor: Sendable {
 
     private var isStopping: Bool { stopping.load(ordering: .sequentiallyConsistent) }
 
-    private func controlLoop(_ cluster: Clustered) {
-        while !isStopping {
-            let isPrimary = role == .primary
-            // A primary looks often: its renewals must never come near its fencing deadline.
-            let tick = isPrimary ? min(max(ttl / 10, 0.05), 0.5) : min(max(ttl / 5, 0.1), 1)
-            Thread.sleep(forTimeInterval: tick)
-            if isStopping { break }
-            switch role {
-            case .peer:
-                peerTick(cluster)
-            case .primary:
-                if cluster.leases.renewalDue { renew(cluster) }
-                if role == .primary, let reason = state.withLock({ $0.runtime?.journal.failureReason }) {
-                    // The journal refuses writes (fenced by its own deadline, or a failed
-                    // write): this host cannot serve any more. Give the lease up at once.
-                    cluster.leases.release(epoch: cluster.leases.epoch)
-                    demote(cluster, reason: "the journal refuses writes (\(reason))")
-                }
-                if role == .primary {
-                    superviseService()
-                    scheduleSnapshot()
-                }
-            case .recovering, .fenced, .standalone, .stopped:
-                break
+    /// How long the control loop waits between ticks: a primary looks often, so its renewals
+    /// never come near its fencing deadline.
+    var controlInterval: Double {
+        role == .primary ? min(max(ttl / 10, 0.05), 0.5) : min(max(ttl / 5, 0.1), 1)
+    }
+
+    /// One turn of the control loop (blocking: it may take the lease and recover). A peer
+    /// reads the lease and may take it; a primary renews, gives up a lease its journal can no
+    /// longer honour, and restarts a service that exited.
+    func controlTick() {
+        guard let cluster, !isStopping else { return }
+        switch role {
+        case .peer:
+            peerTick(cluster)
+        case .primary:
+            if cluster.leases.renewalDue { renew(cluster) }
+            if role == .primary, let reason = state.withLock({ $0.runtime?.journal.failureReason }) {
+                // The journal refuses writes (fenced by its own deadline, or a failed
+                // write): this host cannot serve any more. Give the lease up at once.
+                cluster.leases.release(epoch: cluster.leases.epoch)
+                demote(cluster, reason: "the journal refuses writes (\(reason))")
             }
+            if role == .primary { superviseService() }
+        case .recovering, .fenced, .standalone, .stopped:
+            break
         }
+    }
+
+    /// How often the lease is renewed while a recovery runs (the control loop is busy with it).
+    var recoveryRenewalInterval: Double { ttl / 4 }
+
+    /// Renews the lease while this host recovers (called beside the busy control loop).
+    func renewWhileRecovering() {
+        guard let cluster, !isStopping, role == .recovering else { return }
+        renew(cluster)
     }
 
     /// What this host holds, for the candidacy. A backing dir that cannot be listed counts as
@@ -238,20 +258,9 @@ public final class WorkloadSupervisor: Sendable {
                 logger.info(
                     "took the lease at epoch \(lease.epoch) (\(kind.rawValue)\(previous.map { ", previous holder \($0.holder) at epoch \($0.epoch)" } ?? ""))"
                 )
-                let keeper = Thread { [self] in keepLeaseWhileRecovering(cluster, epoch: lease.epoch) }
-                keeper.name = "lease-\(name)"
-                keeper.start()
             },
             recover: { lease, report in try recover(cluster, lease: lease, fresh: previous == nil, report: &report) })
         if case .failed = outcome { demote(cluster, reason: "recovery failed") }
-    }
-
-    /// Renews the lease every TTL/4 until the recovery ends (the control loop renews after).
-    private func keepLeaseWhileRecovering(_ cluster: Clustered, epoch: UInt64) {
-        while role == .recovering && cluster.leases.epoch == epoch {
-            Thread.sleep(forTimeInterval: ttl / 4)
-            if role == .recovering { renew(cluster) }
-        }
     }
 
     /// Renews the lease; demotes this host when another one holds it now, or when the
@@ -316,14 +325,16 @@ public final class WorkloadSupervisor: Sendable {
         )
     }
 
-    private let snapshotRunning = Atomic<Bool>(false)
     private let lastScheduled = Mutex<Double?>(nil)
     private let lastServiceRestart = Mutex<Double>(0)
 
-    /// Takes the scheduled snapshot (`snapshot_every`) on a thread of its own, so the lease
-    /// keeps being renewed meanwhile.
-    private func scheduleSnapshot() {
-        guard let every = configuration.snapshotEvery, let snapshots = state.withLock({ $0.snapshots }) else { return }
+    /// Takes the scheduled snapshot (`snapshot_every`) when one is due and this host is primary
+    /// (blocking: `WorkloadService` calls it beside the control loop, so the lease keeps being
+    /// renewed meanwhile). The first call only starts the clock.
+    func snapshotIfDue() {
+        guard let every = configuration.snapshotEvery, !isStopping, role == .primary,
+            let snapshots = state.withLock({ $0.snapshots })
+        else { return }
         let now = clock.monotonic
         let due = lastScheduled.withLock { last -> Bool in
             guard let previous = last else {
@@ -334,17 +345,12 @@ public final class WorkloadSupervisor: Sendable {
             last = now
             return true
         }
-        guard due, !snapshotRunning.exchange(true, ordering: .sequentiallyConsistent) else { return }
-        let thread = Thread { [self] in
-            defer { snapshotRunning.store(false, ordering: .sequentiallyConsistent) }
-            do {
-                _ = try snapshots.snapshotNow(tags: ["scheduled"])
-            } catch {
-                logger.error("scheduled snapshot failed: \(error)")
-            }
+        guard due else { return }
+        do {
+            _ = try snapshots.snapshotNow(tags: ["scheduled"])
+        } catch {
+            logger.error("scheduled snapshot failed: \(error)")
         }
-        thread.name = "snapshot-\(name)"
-        thread.start()
     }
 
     /// Restarts a service that exited on its own while this host is primary.

@@ -5,10 +5,11 @@ import LifeboatAgent
 import LifeboatCore
 import LifeboatSystem
 import Logging
-import Synchronization
+import ServiceLifecycle
+import UnixSignals
 
 /// `lifeboatd --config FILE`: runs the agent until SIGTERM or SIGINT, then unmounts and exits 0.
-struct LifeboatDaemon: ParsableCommand {
+struct LifeboatDaemon: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lifeboatd",
         abstract: "The Lifeboat agent: captures workloads' data dirs and journals every write.",
@@ -19,9 +20,15 @@ struct LifeboatDaemon: ParsableCommand {
     @Option(name: .long, help: "The agent's YAML config.")
     var config: String = ConfigLoader.defaultPath
 
-    func run() throws {
-        // Block the stop signals in every thread (threads inherit the mask); the main thread
-        // waits for them below, so no signal lands on a FUSE or Swift runtime thread.
+    /// Prepares and mounts every workload, then runs the agent's services (one per workload,
+    /// the peer server, the API) as one service group until a stop signal: the group stops them
+    /// in reverse order, each finishing what it has in flight.
+    func run() async throws { try await runAgent() }
+
+    func runAgent() async throws {
+        // Block the stop signals in every thread (threads inherit the mask) before any thread
+        // starts: the service group reads them from its signal source, and no signal lands on
+        // a FUSE or Swift runtime thread.
         var signals = sigset_t()
         sigemptyset(&signals)
         for signal in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&signals, signal) }
@@ -38,41 +45,28 @@ struct LifeboatDaemon: ParsableCommand {
         raiseDescriptorLimit()
         let agent = try Agent(configuration: configuration, logger: logger)
         try agent.start()
-        let serverFailure = Mutex<String?>(nil)
-        Task.detached {
-            do {
-                try await AgentAPI.serve(agent) {
-                    logger.info("API listening on http://\(configuration.listen)")
-                }
-            } catch {
-                let reason = isAddressInUse(error) ? "the address is already in use" : "\(error)"
-                serverFailure.withLock { $0 = "the API cannot listen on \(configuration.listen): \(reason)" }
-            }
+        let api: APIService
+        do {
+            api = try AgentAPI.service(agent) { logger.info("API listening on http://\(configuration.listen)") }
+        } catch {
+            agent.stop()
+            throw error
         }
         let mode = configuration.cluster != nil ? " in a cluster (roles follow the leases)" : ""
         logger.info(
             "agent \(configuration.host) running \(configuration.workloads.count) workload(s)\(mode); SIGTERM stops it")
-        var timeout = timespec(tv_sec: 1, tv_nsec: 0)
-        while true {
-            let received = sigtimedwait(&signals, nil, &timeout)
-            if received > 0 {
-                logger.info("received signal \(received): unmounting")
-                agent.stop()
-                logger.info("stopped")
-                return
-            }
-            if let failure = serverFailure.withLock({ $0 }) {
-                agent.stop()
-                throw LifeboatError(.operationFailed, failure, hint: "choose a free `listen` address")
-            }
-            if let lost = agent.lostMount {
-                agent.stop()
-                throw LifeboatError(
-                    .operationFailed,
-                    "the data dir \(lost.configuration.dataDir) of workload \(lost.configuration.name) was unmounted from outside the agent",
-                    hint: "restart the agent")
-            }
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: agent.services(api: api), gracefulShutdownSignals: [.sigterm, .sigint, .sighup],
+                logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            await agent.pool.shutdown()
+            throw error
         }
+        await agent.pool.shutdown()
+        logger.info("stopped")
     }
 }
 
@@ -93,8 +87,13 @@ func raiseDescriptorLimit() {
 }
 
 do {
-    var command = try LifeboatDaemon.parseAsRoot()
-    try command.run()
+    let command = try LifeboatDaemon.parseAsRoot()
+    if let daemon = command as? LifeboatDaemon {
+        try await daemon.runAgent()
+    } else {
+        var other = command
+        try other.run()
+    }
     exit(0)
 } catch let error as LifeboatError {
     FileHandle.standardError.write(Data("lifeboatd: error: \(error.description)\n".utf8))
