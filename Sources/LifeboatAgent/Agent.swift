@@ -24,7 +24,14 @@ public final class Agent: Sendable {
         self.logger = logger
         try Agent.prepareRepository(configuration.repository, logger: logger)
         if let cluster = configuration.cluster {
-            let coordinator = try LocalCoordinator(directory: cluster.coordinatorPath)
+            let coordinator: any Coordinator =
+                switch cluster.backend {
+                case .local: try LocalCoordinator(directory: cluster.coordinatorPath)
+                case .etcd:
+                    try EtcdCoordinator(
+                        endpoints: cluster.etcdEndpoints, prefix: cluster.coordinatorPath,
+                        dialTimeout: cluster.etcdDialTimeout)
+                }
             supervisors = try configuration.workloads.map {
                 try WorkloadSupervisor(
                     $0, agent: configuration, cluster: cluster, coordinator: coordinator, logger: logger)

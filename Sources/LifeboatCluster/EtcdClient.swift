@@ -106,7 +106,8 @@ public final class EtcdClient: Sendable {
         return try promise.futureResult.wait()
     }
 
-    static func normalize(_ endpoint: String) throws -> String {
+    /// `endpoint` as `http://HOST:PORT` (no trailing slash); throws when it is not a client URL.
+    public static func normalize(_ endpoint: String) throws -> String {
         var text = endpoint.trimmingCharacters(in: .whitespaces)
         while text.hasSuffix("/") { text.removeLast() }
         if !text.contains("://") { text = "http://" + text }

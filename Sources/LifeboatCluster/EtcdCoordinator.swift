@@ -36,22 +36,22 @@ import Synchronization
 /// never from async code or an event loop.
 public final class EtcdCoordinator: Coordinator {
     public let client: EtcdClient
-    /// The key prefix, no trailing slash (e.g. `/lifeboat`).
+    /// The key prefix, no trailing slash (e.g. `/lifeboat`; empty for `/`).
     public let prefix: String
     /// Per workload, when its lease was last known to run out (wall seconds): what an expired
     /// lease reports as `expiresAt`.
     private let knownExpiry = Mutex<[String: Double]>([:])
 
     public init(client: EtcdClient, prefix: String) throws {
-        var prefix = prefix
-        while prefix.hasSuffix("/") { prefix.removeLast() }
         guard prefix.hasPrefix("/") else {
             throw LifeboatError(
                 .badInput, "etcd prefix '\(prefix)' does not start with '/'",
                 hint: "write coordinator.prefix as a key path such as /lifeboat")
         }
+        var trimmed = prefix
+        while trimmed.hasSuffix("/") { trimmed.removeLast() }
         self.client = client
-        self.prefix = prefix
+        self.prefix = trimmed
     }
 
     /// A coordinator with a client of its own; `close()` shuts it down.
