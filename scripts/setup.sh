@@ -9,7 +9,8 @@
 # python3 (benchmark data, file-operation tests), restic and borgbackup (benchmark peers),
 # curl (agent API from scripts), sqlite3 redis-server postgresql postgresql-contrib (real
 # services inside a captured data dir; the Debian services are disabled, tests start their
-# own), fio (capture benchmark), rsync (failover benchmark's comparison).
+# own), fio (capture benchmark), rsync (failover benchmark's comparison), etcd-server etcd-client
+# (the etcd coordinator: its tests start their own etcd from /usr/bin/etcd; etcdctl to inspect it).
 #
 # As root it runs apt-get itself; as another user through sudo (a fresh Debian 12 has no sudo:
 # run it as root there).
@@ -19,7 +20,7 @@ LB_SCRIPT=setup
 . scripts/lib/common.sh
 
 packages=(libfuse3-dev fuse3 libzstd-dev pkg-config attr util-linux time python3 restic borgbackup
-    curl sqlite3 redis-server postgresql postgresql-contrib fio rsync)
+    curl sqlite3 redis-server postgresql postgresql-contrib fio rsync etcd-server etcd-client)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -28,7 +28,14 @@ public final class Agent: Sendable {
         pool = BlockingPool(workloads: configuration.workloads.count)
         try Agent.prepareRepository(configuration.repository, logger: logger)
         if let cluster = configuration.cluster {
-            let coordinator = try LocalCoordinator(directory: cluster.coordinatorPath)
+            let coordinator: any Coordinator =
+                switch cluster.backend {
+                case .local: try LocalCoordinator(directory: cluster.coordinatorPath)
+                case .etcd:
+                    try EtcdCoordinator(
+                        endpoints: cluster.etcdEndpoints, prefix: cluster.coordinatorPath,
+                        dialTimeout: cluster.etcdDialTimeout)
+                }
             supervisors = try configuration.workloads.map {
                 try WorkloadSupervisor(
                     $0, agent: configuration, cluster: cluster, coordinator: coordinator, logger: logger)

@@ -1,4 +1,5 @@
 import Foundation
+import LifeboatCluster
 public import LifeboatCore
 import LifeboatSystem
 import Yams
@@ -136,14 +137,7 @@ public enum ConfigLoader {
         }
         let peerListen = try reader.string("peer_listen")
         try reader.check("peer_listen", isAddress(peerListen), "must be HOST:PORT, e.g. 127.0.0.1:7441")
-        var coordinator = try MappingReader(
-            try reader.node("coordinator")!, file: file, path: "coordinator.", known: ["backend", "path"])
-        let backendText = try coordinator.string("backend", default: "local")
-        guard let backend = ClusterConfiguration.Backend(rawValue: backendText) else {
-            throw coordinator.error("backend", "'\(backendText)' is not a coordinator backend (known: local)")
-        }
-        let path = try coordinator.string("path")
-        try coordinator.check("path", path.hasPrefix("/"), "must be an absolute path")
+        let coordinator = try coordinatorSettings(try reader.node("coordinator")!, file: file)
         let peersNode = try reader.node("peers")!
         guard let sequence = peersNode.sequence else {
             throw reader.error(at: peersNode, "peers", "must be a list of peers (host, api, address)")
@@ -160,7 +154,46 @@ public enum ConfigLoader {
             peers.append(PeerConfiguration(host: host, api: api, address: address))
         }
         return ClusterConfiguration(
-            peerListen: peerListen, backend: backend, coordinatorPath: normalized(path), peers: peers)
+            peerListen: peerListen, backend: coordinator.backend, coordinatorPath: coordinator.path, peers: peers,
+            etcdEndpoints: coordinator.endpoints, etcdDialTimeout: coordinator.dialTimeout)
+    }
+
+    /// The `coordinator` mapping: `backend` (`local`, the default, or `etcd`), then `path` for
+    /// local, or `endpoints`, `prefix` and `dial_timeout` for etcd.
+    static func coordinatorSettings(
+        _ node: Node, file: String
+    ) throws -> (backend: ClusterConfiguration.Backend, path: String, endpoints: [String], dialTimeout: Double) {
+        var coordinator = try MappingReader(
+            node, file: file, path: "coordinator.", known: ["backend", "path", "endpoints", "prefix", "dial_timeout"])
+        let backendText = try coordinator.string("backend", default: "local")
+        guard let backend = ClusterConfiguration.Backend(rawValue: backendText) else {
+            throw coordinator.error("backend", "'\(backendText)' is not a coordinator backend (known: local, etcd)")
+        }
+        let others = backend == .local ? ["endpoints", "prefix", "dial_timeout"] : ["path"]
+        for key in others where try coordinator.node(key) != nil {
+            throw coordinator.error(key, "does not apply to backend \(backend.rawValue)")
+        }
+        if backend == .local {
+            let path = try coordinator.string("path")
+            try coordinator.check("path", path.hasPrefix("/"), "must be an absolute path")
+            return (backend, normalized(path), [], 2)
+        }
+        guard let list = try coordinator.node("endpoints") else { throw coordinator.missing("endpoints") }
+        guard let items = list.sequence, !items.isEmpty else {
+            throw coordinator.error(at: list, "endpoints", "must be a list of etcd client URLs (http://HOST:PORT)")
+        }
+        let endpoints = try items.enumerated().map { index, item -> String in
+            guard let text = item.string, (try? EtcdClient.normalize(text)) != nil else {
+                throw coordinator.error(
+                    at: item, "endpoints[\(index)]", "must be an etcd client URL such as http://10.0.0.1:2379")
+            }
+            return text
+        }
+        let prefix = normalized(try coordinator.string("prefix", default: "/lifeboat"))
+        try coordinator.check("prefix", prefix.hasPrefix("/"), "must be a key path starting with /, e.g. /lifeboat")
+        let dialTimeout = try coordinator.duration("dial_timeout", default: 2)
+        try coordinator.check("dial_timeout", dialTimeout > 0, "must be more than 0")
+        return (backend, prefix, endpoints, dialTimeout)
     }
 
     /// True for `HOST:PORT` with a port other than 0 (`HostPort`).

@@ -2,6 +2,7 @@ public import Foundation
 import Glibc
 public import LifeboatCore
 public import LifeboatSystem
+import Synchronization
 
 /// The lease on one workload: who may run it as primary, under which epoch, until when.
 public struct Lease: Codable, Sendable, Equatable {
@@ -77,6 +78,48 @@ public protocol Coordinator: Sendable {
     /// Writes `new` (its version bumped) if the stored lease still has `expectedVersion`
     /// (nil: no lease stored yet). Returns the stored lease, or nil when the swap lost.
     func compareAndSwap(_ workload: String, expectedVersion: UInt64?, _ new: Lease) throws -> Lease?
+    /// The workload's lease now, then again each time it changes or runs out, until the consumer
+    /// stops iterating. Read errors are retried, not yielded. The default polls `lease(_:)`;
+    /// `EtcdCoordinator` follows a watch instead.
+    func leaseChanges(_ workload: String) -> AsyncStream<Lease?>
+}
+
+extension Coordinator {
+    public func leaseChanges(_ workload: String) -> AsyncStream<Lease?> {
+        pollLeaseChanges(workload, every: 0.25)
+    }
+
+    /// `leaseChanges` by polling `lease(_:)` every `interval` seconds on a thread of its own
+    /// (the reads block): yields when the lease differs from the last one yielded or has run
+    /// out since.
+    public func pollLeaseChanges(_ workload: String, every interval: Double) -> AsyncStream<Lease?> {
+        let (stream, continuation) = AsyncStream<Lease?>.makeStream(bufferingPolicy: .bufferingNewest(8))
+        let stopped = StopFlag()
+        continuation.onTermination = { _ in stopped.stop() }
+        let thread = Thread {
+            var last: (lease: Lease?, expired: Bool)?
+            while !stopped.isStopped {
+                if let lease = try? Optional.some(self.lease(workload)) {
+                    let expired = lease?.isExpired() ?? false
+                    if last == nil || last?.lease != lease || last?.expired != expired {
+                        continuation.yield(lease)
+                        last = (lease, expired)
+                    }
+                }
+                Thread.sleep(forTimeInterval: interval)
+            }
+        }
+        thread.name = "lease-poll-\(workload)"
+        thread.start()
+        return stream
+    }
+}
+
+/// A flag one side sets once and the other reads.
+final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    func stop() { flag.store(true, ordering: .sequentiallyConsistent) }
+    var isStopped: Bool { flag.load(ordering: .sequentiallyConsistent) }
 }
 
 /// The `local` coordinator: one JSON file per workload in a directory of one machine,

@@ -35,20 +35,31 @@ public struct ClusterConfiguration: Sendable, Equatable {
     public enum Backend: String, Sendable, CaseIterable {
         /// Lease files on one machine's filesystem.
         case local
+        /// Leases, epochs and history in etcd v3 (a real cluster).
+        case etcd
     }
 
     /// Address the journal stream and peer requests listen on, `HOST:PORT`.
     public var peerListen: String
     public var backend: Backend
-    /// The `local` coordinator's directory.
+    /// The `local` coordinator's directory, or the `etcd` coordinator's key prefix.
     public var coordinatorPath: String
     public var peers: [PeerConfiguration]
+    /// The `etcd` coordinator's client URLs (empty for `local`).
+    public var etcdEndpoints: [String]
+    /// Seconds one connection attempt to an etcd endpoint may take.
+    public var etcdDialTimeout: Double
 
-    public init(peerListen: String, backend: Backend, coordinatorPath: String, peers: [PeerConfiguration]) {
+    public init(
+        peerListen: String, backend: Backend, coordinatorPath: String, peers: [PeerConfiguration],
+        etcdEndpoints: [String] = [], etcdDialTimeout: Double = 2
+    ) {
         self.peerListen = peerListen
         self.backend = backend
         self.coordinatorPath = coordinatorPath
         self.peers = peers
+        self.etcdEndpoints = etcdEndpoints
+        self.etcdDialTimeout = etcdDialTimeout
     }
 }
 

@@ -90,6 +90,54 @@ final class ConfigErrorTests: XCTestCase {
             journal_dir: /d/journal
         """
 
+    func testTheEtcdCoordinatorKeys() throws {
+        let etcd =
+            valid + """
+
+                peer_listen: 127.0.0.1:7441
+                coordinator:
+                  backend: etcd
+                  endpoints: [http://10.0.0.1:2379, 10.0.0.2:2379]
+                  prefix: /lb/
+                  dial_timeout: 500ms
+                peers: []
+                """
+        let cluster = try XCTUnwrap(try ConfigLoader.parse(etcd, file: "agent.yaml").cluster)
+        XCTAssertEqual(cluster.backend, .etcd)
+        XCTAssertEqual(cluster.etcdEndpoints, ["http://10.0.0.1:2379", "10.0.0.2:2379"])
+        XCTAssertEqual(cluster.coordinatorPath, "/lb", "the key prefix, without a trailing slash")
+        XCTAssertEqual(cluster.etcdDialTimeout, 0.5)
+        let defaults = try ConfigLoader.parse(
+            etcd.replacingOccurrences(of: "  prefix: /lb/\n  dial_timeout: 500ms\n", with: ""), file: "agent.yaml")
+        XCTAssertEqual(defaults.cluster?.coordinatorPath, "/lifeboat")
+        XCTAssertEqual(defaults.cluster?.etcdDialTimeout, 2)
+
+        XCTAssertEqual(
+            message(etcd.replacingOccurrences(of: "backend: etcd", with: "backend: consul")),
+            "agent.yaml:9: coordinator.backend 'consul' is not a coordinator backend (known: local, etcd)")
+        XCTAssertEqual(
+            message(etcd.replacingOccurrences(of: "prefix: /lb/", with: "path: /c")),
+            "agent.yaml:11: coordinator.path does not apply to backend etcd")
+        XCTAssertEqual(
+            message(etcd.replacingOccurrences(of: "backend: etcd", with: "backend: local\n  path: /c")),
+            "agent.yaml:11: coordinator.endpoints does not apply to backend local")
+        XCTAssertEqual(
+            message(etcd.replacingOccurrences(of: "10.0.0.2:2379", with: "ftp://x")),
+            "agent.yaml:10: coordinator.endpoints[1] must be an etcd client URL such as http://10.0.0.1:2379")
+        XCTAssertEqual(
+            message(etcd.replacingOccurrences(of: "[http://10.0.0.1:2379, 10.0.0.2:2379]", with: "[]")),
+            "agent.yaml:10: coordinator.endpoints must be a list of etcd client URLs (http://HOST:PORT)")
+        XCTAssertTrue(
+            message(etcd.replacingOccurrences(of: "  endpoints: [http://10.0.0.1:2379, 10.0.0.2:2379]\n", with: ""))
+                .contains("coordinator.endpoints is missing"))
+        XCTAssertEqual(
+            message(etcd.replacingOccurrences(of: "prefix: /lb/", with: "prefix: lb")),
+            "agent.yaml:11: coordinator.prefix must be a key path starting with /, e.g. /lifeboat")
+        XCTAssertEqual(
+            message(etcd.replacingOccurrences(of: "500ms", with: "0s")),
+            "agent.yaml:12: coordinator.dial_timeout must be more than 0")
+    }
+
     func testErrorsNameTheFileTheLineAndTheKey() {
         let unknown = message(valid + "\n    dta_dir: /x\n")
         XCTAssertTrue(unknown.contains("agent.yaml:7:"), unknown)

@@ -50,6 +50,25 @@ final class ClusterTests: XCTestCase {
         }
     }
 
+    func testLocalLeaseChangesPollTheFileAndTellWhenTheLeaseRunsOut() async throws {
+        let coordinator = try LocalCoordinator(directory: root + "/coord")
+        let changes = WatchRecorder(coordinator.pollLeaseChanges("w", every: 0.05))
+        defer { changes.stop() }
+        let none = try await changes.take(within: 5) { _ in true }
+        XCTAssertNil(none, "no lease yet")
+        let lease = Lease(
+            workload: "w", holder: "a", epoch: 1, expiresAt: Date().timeIntervalSince1970 + 0.5, version: 0,
+            history: [])
+        let stored = try coordinator.compareAndSwap("w", expectedVersion: nil, lease)
+        let held = try await changes.take(within: 5) { $0 != nil }
+        XCTAssertEqual(held, stored)
+        XCTAssertEqual(held?.isExpired(), false)
+        // Nothing is written when a local lease runs out: the poll still reports it.
+        let expired = try await changes.take(within: 5) { _ in true }
+        XCTAssertEqual(expired, stored)
+        XCTAssertEqual(expired?.isExpired(), true)
+    }
+
     func testLocalCoordinatorCompareAndSwap() throws {
         let coordinator = try LocalCoordinator(directory: root + "/coord")
         XCTAssertNil(try coordinator.lease("w"))
