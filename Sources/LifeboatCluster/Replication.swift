@@ -1,6 +1,7 @@
 import Foundation
 public import LifeboatCore
 public import LifeboatJournal
+import LifeboatSystem
 import Synchronization
 
 /// How far one peer is, as the primary sees it.
@@ -20,9 +21,14 @@ public final class ReplicationGroup: Sendable {
     public let epoch: UInt64
     let streams: [PeerStream]
 
+    /// `acknowledged` is told, for every record batch a peer acknowledged, the peer's host and
+    /// the time from just before the batch was sent to the moment its stream read the
+    /// acknowledgement (what a sync-mode fsync waits for). It runs on the stream's thread.
     public init(
         workload: String, host: String, epoch: UInt64, history: [EpochStart], writer: JournalWriter,
-        peers: [PeerConfiguration], log: @escaping @Sendable (String) -> Void
+        peers: [PeerConfiguration],
+        acknowledged: @escaping @Sendable (_ peer: String, _ latency: Duration) -> Void = { _, _ in },
+        log: @escaping @Sendable (String) -> Void
     ) {
         self.workload = workload
         self.epoch = epoch
@@ -32,7 +38,7 @@ public final class ReplicationGroup: Sendable {
             PeerStream(
                 peer: peer,
                 hello: PeerMessage.Hello(workload: workload, host: host, epoch: epoch, history: history),
-                writer: writer, waiters: waiters, log: log)
+                writer: writer, waiters: waiters, acknowledged: acknowledged, log: log)
         }
     }
 
@@ -87,6 +93,7 @@ final class PeerStream: @unchecked Sendable {
     let hello: PeerMessage.Hello
     let writer: JournalWriter
     let waiters: AckWaiters
+    let acknowledged: @Sendable (_ peer: String, _ latency: Duration) -> Void
     let log: @Sendable (String) -> Void
     private let state = Mutex(PeerProgress(host: "", connected: false, acked: nil, bytesSent: 0, lastError: nil))
     private let stopped = Mutex(false)
@@ -99,12 +106,14 @@ final class PeerStream: @unchecked Sendable {
 
     init(
         peer: PeerConfiguration, hello: PeerMessage.Hello, writer: JournalWriter, waiters: AckWaiters,
+        acknowledged: @escaping @Sendable (_ peer: String, _ latency: Duration) -> Void,
         log: @escaping @Sendable (String) -> Void
     ) {
         self.peer = peer
         self.hello = hello
         self.writer = writer
         self.waiters = waiters
+        self.acknowledged = acknowledged
         self.log = log
         state.withLock { $0.host = peer.host }
     }
@@ -199,7 +208,7 @@ final class PeerStream: @unchecked Sendable {
             throw LifeboatError(.operationFailed, "unexpected answer to hello: \(reply)")
         }
         let tail = JournalTail(directory: writer.directory, from: start)
-        var inFlight: [(seq: UInt64, bytes: Int)] = []
+        var inFlight: [(seq: UInt64, bytes: Int, sentAt: UInt64)] = []
         var unackedBytes = 0
         while !isStopped {
             if let seq = pendingRetain.withLock({ value -> UInt64? in
@@ -210,8 +219,9 @@ final class PeerStream: @unchecked Sendable {
             }
             var sentSomething = false
             if unackedBytes < PeerStream.window, let batch = try tail.next(maxBytes: 1 << 20) {
+                let sentAt = monotonicNanoseconds()
                 try link.send(.records(batch.frames))
-                inFlight.append((batch.last.seq, batch.frames.count))
+                inFlight.append((batch.last.seq, batch.frames.count, sentAt))
                 unackedBytes += batch.frames.count
                 state.withLock { $0.bytesSent += UInt64(batch.frames.count) }
                 sentSomething = true
@@ -220,12 +230,15 @@ final class PeerStream: @unchecked Sendable {
             while let message = try link.receive(timeout: sentSomething ? 0 : 0.001) {
                 switch message {
                 case .ack(let position):
+                    let now = monotonicNanoseconds()
                     state.withLock { $0.acked = position }
+                    // The waiting fsyncs first; the latencies after.
+                    waiters.notify()
                     while let first = inFlight.first, first.seq <= position.seq {
                         unackedBytes -= first.bytes
                         inFlight.removeFirst()
+                        acknowledged(peer.host, .nanoseconds(Int64(truncatingIfNeeded: now &- first.sentAt)))
                     }
-                    waiters.notify()
                 case .refused(let reason):
                     throw LifeboatError(.operationFailed, "refused: \(reason)")
                 default:
