@@ -15,22 +15,28 @@ public final class Agent: Sendable {
     public let supervisors: [WorkloadSupervisor]
     private let peerServer = Mutex<PeerServer?>(nil)
     let log: @Sendable (String) -> Void
+    /// This agent's metrics registry (`GET /metrics`).
+    let metrics: AgentMetrics
 
     /// Prepares every workload (checks dirs, recovers journals) and the repository (created
     /// when its directory does not exist yet). Nothing is mounted yet.
     public init(configuration: AgentConfiguration, log: @escaping @Sendable (String) -> Void) throws {
         self.configuration = configuration
         self.log = log
+        let metrics = AgentMetrics(host: configuration.host)
+        self.metrics = metrics
         try Agent.prepareRepository(configuration.repository, log: log)
         if let cluster = configuration.cluster {
             let coordinator = try LocalCoordinator(directory: cluster.coordinatorPath)
             supervisors = try configuration.workloads.map {
                 try WorkloadSupervisor(
-                    $0, agent: configuration, cluster: cluster, coordinator: coordinator, log: log)
+                    $0, agent: configuration, cluster: cluster, coordinator: coordinator,
+                    metrics: metrics.workload($0.name, peers: cluster.peers.map(\.host)), log: log)
             }
         } else {
             supervisors = try configuration.workloads.map {
-                try WorkloadSupervisor(standalone: $0, agent: configuration, log: log)
+                try WorkloadSupervisor(
+                    standalone: $0, agent: configuration, metrics: metrics.workload($0.name, peers: []), log: log)
             }
         }
     }

@@ -38,8 +38,8 @@ public enum AgentAPI {
         }
         router.get("metrics") { _, _ -> Response in
             Response(
-                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                body: ResponseBody(byteBuffer: ByteBuffer(string: Metrics.render(agent))))
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: Metrics.render(agent))))
         }
         router.post("v1/workloads/:name/failover") { request, context -> Response in
             let name = context.parameters.get("name") ?? ""

@@ -34,13 +34,15 @@ final class RecoveryPipeline: Sendable {
     let policy: ReplicationPolicy
     let peers: [PeerConfiguration]
     let clock: any AgentClock
+    /// The histograms the mount and the streams of this workload feed.
+    let metrics: WorkloadMetrics
     let log: @Sendable (String) -> Void
 
     init(
         configuration: WorkloadConfiguration, repositoryPath: String, host: String, writer: JournalWriter,
         replica: ReplicaJournal, leases: LeaseKeeper, candidacy: FailoverCandidacy, directory: any PeerDirectory,
         policy: ReplicationPolicy, peers: [PeerConfiguration], clock: any AgentClock,
-        log: @escaping @Sendable (String) -> Void
+        metrics: WorkloadMetrics = .discarded, log: @escaping @Sendable (String) -> Void
     ) {
         self.configuration = configuration
         self.repositoryPath = repositoryPath
@@ -53,6 +55,7 @@ final class RecoveryPipeline: Sendable {
         self.policy = policy
         self.peers = peers
         self.clock = clock
+        self.metrics = metrics
         self.log = log
     }
 
@@ -190,12 +193,13 @@ final class RecoveryPipeline: Sendable {
     {
         let mountStart = clock.monotonic
         let group = ReplicationGroup(
-            workload: name, host: host, epoch: epoch, history: history, writer: writer, peers: peers, log: log)
+            workload: name, host: host, epoch: epoch, history: history, writer: writer, peers: peers,
+            acknowledged: { [metrics] peer, latency in metrics.acknowledged(by: peer, after: latency) }, log: log)
         let journal = CaptureJournal(
             writer: writer, epoch: epoch, fence: { [leases] in leases.fenceReason() },
             replicated: { [policy] seq in policy.replicated(seq: seq, group: group) },
             flushed: { group.kick() })
-        let runtime = try WorkloadRuntime(configuration, journal: journal, log: log)
+        let runtime = try WorkloadRuntime(configuration, journal: journal, metrics: metrics, log: log)
         try runtime.start()
         group.start()
         let snapshots = WorkloadSnapshots(

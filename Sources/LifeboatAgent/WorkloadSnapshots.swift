@@ -4,6 +4,7 @@ import LifeboatCapture
 public import LifeboatCore
 import LifeboatJournal
 import LifeboatRepository
+import LifeboatSystem
 import Synchronization
 
 /// Takes snapshots of one workload into the agent's repository, one at a time.
@@ -58,6 +59,7 @@ public final class WorkloadSnapshots: Sendable {
         let name = runtime.configuration.name
         let repository = try Repository.open(at: repositoryPath)
         let started = Date()
+        let startedNanoseconds = monotonicNanoseconds()
         let epoch = runtime.journal.epoch
         let writer = try DeltaSnapshotWriter(repository: repository, epoch: epoch)
         var committed = false
@@ -131,6 +133,8 @@ public final class WorkloadSnapshots: Sendable {
             state.base = result.id
             state.last = report
         }
+        runtime.metrics.snapshotted(
+            .nanoseconds(Int64(truncatingIfNeeded: monotonicNanoseconds() &- startedNanoseconds)))
         runtime.log(
             "snapshot \(result.id.short) of \(name) at \(report.position ?? "empty journal") (\(method)): stall \(String(format: "%.2f", report.stallMs)) ms, \(report.changedBytesRead) changed bytes read, \(report.newBytes) new bytes"
         )

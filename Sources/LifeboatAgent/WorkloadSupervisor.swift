@@ -19,6 +19,8 @@ public final class WorkloadSupervisor: Sendable {
     public let writer: JournalWriter
     let clock: any AgentClock
     let log: @Sendable (String) -> Void
+    /// The histograms this workload's mounts, snapshots and streams feed.
+    let metrics: WorkloadMetrics
     /// The clustered parts; nil for a standalone workload.
     let cluster: Clustered?
 
@@ -53,16 +55,17 @@ public final class WorkloadSupervisor: Sendable {
     /// A standalone workload: checks its dirs, opens (and recovers) its journal, prepares the
     /// mount. Nothing is mounted until `start()`.
     init(
-        standalone configuration: WorkloadConfiguration, agent: AgentConfiguration,
+        standalone configuration: WorkloadConfiguration, agent: AgentConfiguration, metrics: WorkloadMetrics,
         log: @escaping @Sendable (String) -> Void
     ) throws {
         self.configuration = configuration
         self.agent = agent
         self.log = log
+        self.metrics = metrics
         clock = SystemClock()
         cluster = nil
         let runtime = try WorkloadRuntime(
-            configuration, repository: agent.repository, host: agent.host, log: log)
+            configuration, repository: agent.repository, host: agent.host, metrics: metrics, log: log)
         writer = runtime.journal.writer
         let snapshots = WorkloadSnapshots(runtime: runtime, repositoryPath: agent.repository, host: agent.host)
         state = Mutex(State(role: .standalone, runtime: runtime, snapshots: snapshots))
@@ -72,12 +75,13 @@ public final class WorkloadSupervisor: Sendable {
     init(
         _ configuration: WorkloadConfiguration, agent: AgentConfiguration, cluster: ClusterConfiguration,
         coordinator: any Coordinator, peers directory: any PeerDirectory = NetworkPeers(),
-        clock: any AgentClock = SystemClock(), log: @escaping @Sendable (String) -> Void
+        clock: any AgentClock = SystemClock(), metrics: WorkloadMetrics, log: @escaping @Sendable (String) -> Void
     ) throws {
         self.configuration = configuration
         self.agent = agent
         self.clock = clock
         self.log = log
+        self.metrics = metrics
         try WorkloadRuntime.checkDirectories(configuration)
         let writer = try JournalWriter(directory: configuration.journalDir)
         self.writer = writer
@@ -92,7 +96,7 @@ public final class WorkloadSupervisor: Sendable {
         let pipeline = RecoveryPipeline(
             configuration: configuration, repositoryPath: agent.repository, host: agent.host, writer: writer,
             replica: replica, leases: leases, candidacy: candidacy, directory: directory, policy: policy,
-            peers: cluster.peers, clock: clock, log: log)
+            peers: cluster.peers, clock: clock, metrics: metrics, log: log)
         self.cluster = Clustered(
             configuration: cluster, replica: replica, leases: leases, candidacy: candidacy, policy: policy,
             pipeline: pipeline)
@@ -387,7 +391,7 @@ public final class WorkloadSupervisor: Sendable {
     }
 
     private func restartAfterAbortedSwitchover(runtime old: WorkloadRuntime, service: ServiceProcess?) throws {
-        let runtime = try WorkloadRuntime(configuration, journal: old.journal, log: log)
+        let runtime = try WorkloadRuntime(configuration, journal: old.journal, metrics: metrics, log: log)
         try runtime.start()
         state.withLock { $0.runtime = runtime }
         try service?.start()
