@@ -17,6 +17,15 @@ public enum AgentAPI {
     /// Serves until the process exits. Throws if the address cannot be bound.
     public static func serve(_ agent: Agent, onRunning: @escaping @Sendable () -> Void) async throws {
         let (host, port) = try address(agent.configuration.listen)
+        let app = Application(
+            router: router(for: agent),
+            configuration: .init(address: .hostname(host, port: port), serverName: "lifeboatd"),
+            onServerRunning: { _ in onRunning() })
+        try await app.run()
+    }
+
+    /// Every route of the API over `agent`: what `serve` serves, and what in-process tests call.
+    static func router(for agent: Agent) -> Router<BasicRequestContext> {
         let router = Router()
         router.get("livez") { _, _ in "ok\n" }
         router.get("readyz") { _, _ -> Response in
@@ -88,11 +97,7 @@ public enum AgentAPI {
                 return try json(.internalServerError, ErrorBody(error: "\(error)", exitCode: 1))
             }
         }
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname(host, port: port), serverName: "lifeboatd"),
-            onServerRunning: { _ in onRunning() })
-        try await app.run()
+        return router
     }
 
     static func clusterStatus(_ agent: Agent) -> ClusterStatus {
