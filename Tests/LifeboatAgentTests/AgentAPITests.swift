@@ -235,6 +235,30 @@ final class AgentAPITests: XCTestCase {
     }
 }
 
+/// What one scrape sets is what the next one shows: a series not set again is gone, a counter
+/// shows the total it was given (also a smaller one: a new primary term starts from 0).
+final class MetricsScrapeTests: XCTestCase {
+    func testASeriesTheNextScrapeDoesNotSetIsGoneAndCountersShowTheirTotal() throws {
+        let metrics = AgentMetrics(host: "h1")
+        let first = try Exposition(
+            String(
+                decoding: metrics.scrape { scrape in
+                    scrape.gauge(.snapshotSeconds, workload: "db", 1.5)
+                    scrape.counter(.peerBytesSent, workload: "db", labels: [("peer", "h2")], total: 500)
+                }, as: UTF8.self))
+        XCTAssertEqual(first.samples[#"lifeboat_snapshot_seconds{host="h1",workload="db"}"#], "1.5")
+        XCTAssertEqual(first.samples[#"lifeboat_peer_bytes_sent_total{host="h1",workload="db",peer="h2"}"#], "500")
+        let second = try Exposition(
+            String(
+                decoding: metrics.scrape { scrape in
+                    scrape.counter(.peerBytesSent, workload: "db", labels: [("peer", "h2")], total: 20)
+                }, as: UTF8.self))
+        XCTAssertNil(second.samples[#"lifeboat_snapshot_seconds{host="h1",workload="db"}"#], second.text)
+        XCTAssertNil(second.help["lifeboat_snapshot_seconds"], "an empty family kept its HELP line")
+        XCTAssertEqual(second.samples[#"lifeboat_peer_bytes_sent_total{host="h1",workload="db",peer="h2"}"#], "20")
+    }
+}
+
 /// A Prometheus text exposition, read as a scraper reads it: HELP and TYPE per family, and
 /// every sample line `NAME{LABELS} VALUE`. Throws on a line that is neither.
 struct Exposition: CustomStringConvertible {
