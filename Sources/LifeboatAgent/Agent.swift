@@ -19,6 +19,8 @@ public final class Agent: Sendable {
     let logger: Logger
     /// Where every blocking piece of work of the agent runs.
     public let pool: BlockingPool
+    /// This agent's metrics registry (`GET /metrics`).
+    let metrics: AgentMetrics
 
     /// Prepares every workload (checks dirs, recovers journals) and the repository (created
     /// when its directory does not exist yet). Nothing is mounted yet.
@@ -26,6 +28,8 @@ public final class Agent: Sendable {
         self.configuration = configuration
         self.logger = logger
         pool = BlockingPool(workloads: configuration.workloads.count)
+        let metrics = AgentMetrics(host: configuration.host)
+        self.metrics = metrics
         try Agent.prepareRepository(configuration.repository, logger: logger)
         if let cluster = configuration.cluster {
             let coordinator: any Coordinator =
@@ -38,11 +42,13 @@ public final class Agent: Sendable {
                 }
             supervisors = try configuration.workloads.map {
                 try WorkloadSupervisor(
-                    $0, agent: configuration, cluster: cluster, coordinator: coordinator, logger: logger)
+                    $0, agent: configuration, cluster: cluster, coordinator: coordinator,
+                    metrics: metrics.workload($0.name, peers: cluster.peers.map(\.host)), logger: logger)
             }
         } else {
             supervisors = try configuration.workloads.map {
-                try WorkloadSupervisor(standalone: $0, agent: configuration, logger: logger)
+                try WorkloadSupervisor(
+                    standalone: $0, agent: configuration, metrics: metrics.workload($0.name, peers: []), logger: logger)
             }
         }
     }

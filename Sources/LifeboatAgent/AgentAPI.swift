@@ -20,6 +20,15 @@ public enum AgentAPI {
     /// cannot be bound.
     public static func service(_ agent: Agent, onRunning: @escaping @Sendable () -> Void) throws -> APIService {
         let (host, port) = try address(agent.configuration.listen)
+        let app = Application(
+            router: router(for: agent),
+            configuration: .init(address: .hostname(host, port: port), serverName: "lifeboatd"),
+            onServerRunning: { _ in onRunning() }, logger: agent.logger)
+        return APIService(application: app, listen: agent.configuration.listen)
+    }
+
+    /// Every route of the API over `agent`: what `service` serves, and what in-process tests call.
+    static func router(for agent: Agent) -> Router<BasicRequestContext> {
         let router = Router()
         router.get("livez") { _, _ in "ok\n" }
         router.get("readyz") { _, _ -> Response in
@@ -41,8 +50,8 @@ public enum AgentAPI {
         }
         router.get("metrics") { _, _ -> Response in
             Response(
-                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                body: ResponseBody(byteBuffer: ByteBuffer(string: Metrics.render(agent))))
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: Metrics.render(agent))))
         }
         router.post("v1/workloads/:name/failover") { request, context -> Response in
             let name = context.parameters.get("name") ?? ""
@@ -91,11 +100,7 @@ public enum AgentAPI {
                 return try json(.internalServerError, ErrorBody(error: "\(error)", exitCode: 1))
             }
         }
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname(host, port: port), serverName: "lifeboatd"),
-            onServerRunning: { _ in onRunning() }, logger: agent.logger)
-        return APIService(application: app, listen: agent.configuration.listen)
+        return router
     }
 
     static func clusterStatus(_ agent: Agent) -> ClusterStatus {

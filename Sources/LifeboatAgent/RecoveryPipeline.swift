@@ -35,13 +35,15 @@ final class RecoveryPipeline: Sendable {
     let policy: ReplicationPolicy
     let peers: [PeerConfiguration]
     let clock: any AgentClock
+    /// The histograms the mount and the streams of this workload feed.
+    let metrics: WorkloadMetrics
     let logger: Logger
 
     init(
         configuration: WorkloadConfiguration, repositoryPath: String, host: String, writer: JournalWriter,
         replica: ReplicaJournal, leases: LeaseKeeper, candidacy: FailoverCandidacy, directory: any PeerDirectory,
         policy: ReplicationPolicy, peers: [PeerConfiguration], clock: any AgentClock,
-        logger: Logger
+        metrics: WorkloadMetrics = .discarded, logger: Logger
     ) {
         self.configuration = configuration
         self.repositoryPath = repositoryPath
@@ -54,6 +56,7 @@ final class RecoveryPipeline: Sendable {
         self.policy = policy
         self.peers = peers
         self.clock = clock
+        self.metrics = metrics
         self.logger = logger
     }
 
@@ -191,12 +194,13 @@ final class RecoveryPipeline: Sendable {
     {
         let mountStart = clock.monotonic
         let group = ReplicationGroup(
-            workload: name, host: host, epoch: epoch, history: history, writer: writer, peers: peers, logger: logger)
+            workload: name, host: host, epoch: epoch, history: history, writer: writer, peers: peers,
+            acknowledged: { [metrics] peer, latency in metrics.acknowledged(by: peer, after: latency) }, logger: logger)
         let journal = CaptureJournal(
             writer: writer, epoch: epoch, fence: { [leases] in leases.fenceReason() },
             replicated: { [policy] seq in policy.replicated(seq: seq, group: group) },
             flushed: { group.kick() })
-        let runtime = try WorkloadRuntime(configuration, journal: journal, logger: logger)
+        let runtime = try WorkloadRuntime(configuration, journal: journal, metrics: metrics, logger: logger)
         try runtime.start()
         group.start()
         let snapshots = WorkloadSnapshots(

@@ -14,6 +14,8 @@ public final class WorkloadRuntime: Sendable {
     public let mount: CaptureMount
     /// Writes one line to the agent's log.
     public let logger: Logger
+    /// The histograms its fsyncs and snapshots feed.
+    let metrics: WorkloadMetrics
 
     /// Checks the workload's directories, opens (and recovers) its journal, makes the backing
     /// dir agree with the journal after an unclean stop (`UncleanStart`: from the newest snapshot
@@ -21,28 +23,30 @@ public final class WorkloadRuntime: Sendable {
     /// Nothing is mounted until `start()`.
     public convenience init(
         _ configuration: WorkloadConfiguration, repository: String? = nil, host: String? = nil,
-        logger: Logger
+        metrics: WorkloadMetrics, logger: Logger
     ) throws {
         try WorkloadRuntime.checkDirectories(configuration)
         let writer = try JournalWriter(directory: configuration.journalDir)
         try UncleanStart.prepare(configuration, writer: writer, repository: repository, host: host, logger: logger)
         let epoch = max(writer.lastPosition?.epoch ?? 1, 1)
-        try self.init(configuration, journal: CaptureJournal(writer: writer, epoch: epoch), logger: logger)
+        try self.init(
+            configuration, journal: CaptureJournal(writer: writer, epoch: epoch), metrics: metrics, logger: logger)
     }
 
     /// A workload over a journal that is already open: a primary after recovery, whose
     /// backing dir was just rebuilt from a snapshot and the journal.
     init(
-        _ configuration: WorkloadConfiguration, journal: CaptureJournal, logger: Logger
-    )
-        throws
-    {
+        _ configuration: WorkloadConfiguration, journal: CaptureJournal, metrics: WorkloadMetrics,
+        logger: Logger
+    ) throws {
         self.configuration = configuration
         self.logger = logger
         self.journal = journal
+        self.metrics = metrics
         do {
             mount = try CaptureMount(
-                dataDir: configuration.dataDir, backingDir: configuration.backingDir, journal: journal)
+                dataDir: configuration.dataDir, backingDir: configuration.backingDir, journal: journal,
+                fsyncObserver: { [metrics] latency in metrics.fsynced(latency) })
         } catch {
             throw LifeboatError(.badInput, "workload \(configuration.name): \(error)")
         }

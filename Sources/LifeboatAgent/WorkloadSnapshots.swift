@@ -4,6 +4,7 @@ import LifeboatCapture
 public import LifeboatCore
 import LifeboatJournal
 import LifeboatRepository
+import LifeboatSystem
 public import Logging
 import Synchronization
 
@@ -59,6 +60,7 @@ public final class WorkloadSnapshots: Sendable {
         let name = runtime.configuration.name
         let repository = try Repository.open(at: repositoryPath)
         let started = Date()
+        let startedNanoseconds = monotonicNanoseconds()
         let epoch = runtime.journal.epoch
         let writer = try DeltaSnapshotWriter(repository: repository, epoch: epoch)
         var committed = false
@@ -132,6 +134,8 @@ public final class WorkloadSnapshots: Sendable {
             state.base = result.id
             state.last = report
         }
+        runtime.metrics.snapshotted(
+            .nanoseconds(Int64(truncatingIfNeeded: monotonicNanoseconds() &- startedNanoseconds)))
         runtime.logger.info(
             "snapshot \(result.id.short) of \(name) at \(report.position ?? "empty journal") (\(method)): stall \(String(format: "%.2f", report.stallMs)) ms, \(report.changedBytesRead) changed bytes read, \(report.newBytes) new bytes"
         )

@@ -20,6 +20,8 @@ public final class WorkloadSupervisor: Sendable {
     public let writer: JournalWriter
     let clock: any AgentClock
     let logger: Logger
+    /// The histograms this workload's mounts, snapshots and streams feed.
+    let metrics: WorkloadMetrics
     /// The clustered parts; nil for a standalone workload.
     let cluster: Clustered?
 
@@ -56,7 +58,7 @@ public final class WorkloadSupervisor: Sendable {
     /// A standalone workload: checks its dirs, opens (and recovers) its journal, prepares the
     /// mount. Nothing is mounted until `start()`.
     init(
-        standalone configuration: WorkloadConfiguration, agent: AgentConfiguration,
+        standalone configuration: WorkloadConfiguration, agent: AgentConfiguration, metrics: WorkloadMetrics,
         logger: Logger
     ) throws {
         self.configuration = configuration
@@ -64,10 +66,11 @@ public final class WorkloadSupervisor: Sendable {
         let logContext = WorkloadLogContext(role: .standalone)
         let logger = logContext.logger(logger, workload: configuration.name)
         self.logger = logger
+        self.metrics = metrics
         clock = SystemClock()
         cluster = nil
         let runtime = try WorkloadRuntime(
-            configuration, repository: agent.repository, host: agent.host, logger: logger)
+            configuration, repository: agent.repository, host: agent.host, metrics: metrics, logger: logger)
         let epoch = runtime.journal.epoch
         logContext.readEpoch { epoch }
         writer = runtime.journal.writer
@@ -79,11 +82,12 @@ public final class WorkloadSupervisor: Sendable {
     init(
         _ configuration: WorkloadConfiguration, agent: AgentConfiguration, cluster: ClusterConfiguration,
         coordinator: any Coordinator, peers directory: any PeerDirectory = NetworkPeers(),
-        clock: any AgentClock = SystemClock(), logger: Logger
+        clock: any AgentClock = SystemClock(), metrics: WorkloadMetrics, logger: Logger
     ) throws {
         self.configuration = configuration
         self.agent = agent
         self.clock = clock
+        self.metrics = metrics
         try WorkloadRuntime.checkDirectories(configuration)
         let writer = try JournalWriter(directory: configuration.journalDir)
         self.writer = writer
@@ -103,7 +107,7 @@ public final class WorkloadSupervisor: Sendable {
         let pipeline = RecoveryPipeline(
             configuration: configuration, repositoryPath: agent.repository, host: agent.host, writer: writer,
             replica: replica, leases: leases, candidacy: candidacy, directory: directory, policy: policy,
-            peers: cluster.peers, clock: clock, logger: logger)
+            peers: cluster.peers, clock: clock, metrics: metrics, logger: logger)
         self.cluster = Clustered(
             configuration: cluster, replica: replica, leases: leases, candidacy: candidacy, policy: policy,
             pipeline: pipeline)
@@ -405,7 +409,7 @@ public final class WorkloadSupervisor: Sendable {
     }
 
     private func restartAfterAbortedSwitchover(runtime old: WorkloadRuntime, service: ServiceProcess?) throws {
-        let runtime = try WorkloadRuntime(configuration, journal: old.journal, logger: logger)
+        let runtime = try WorkloadRuntime(configuration, journal: old.journal, metrics: metrics, logger: logger)
         try runtime.start()
         state.withLock { $0.runtime = runtime }
         try service?.start()

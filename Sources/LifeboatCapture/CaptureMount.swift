@@ -24,12 +24,19 @@ public final class CaptureMount: Sendable {
 
     /// A mount of `dataDir` over `backingDir`; `calls` is the seam the writes into the backing
     /// files go through (tests inject failures there; the journal has its own, in its writer).
+    ///
+    /// `fsyncObserver` is told how long each fsync, fdatasync and directory fsync of the mount
+    /// took, from the request's arrival to its answer (the journal's fsync and the wait for sync
+    /// peers included). It is called on a FUSE worker thread after the answer: it must be cheap,
+    /// must not allocate and must not block.
     public init(
-        dataDir: String, backingDir: String, journal: CaptureJournal, calls: any SystemCalls = RealSystemCalls()
+        dataDir: String, backingDir: String, journal: CaptureJournal, calls: any SystemCalls = RealSystemCalls(),
+        fsyncObserver: @escaping @Sendable (Duration) -> Void = { _ in }
     ) throws(CaptureError) {
         self.dataDir = dataDir
         self.backingDir = backingDir
-        passthrough = try Passthrough(backingDir: backingDir, journal: journal, calls: calls)
+        passthrough = try Passthrough(
+            backingDir: backingDir, journal: journal, calls: calls, fsyncObserver: fsyncObserver)
     }
 
     /// Mounts the data dir and starts serving. Clears a stale mount left by a killed agent;

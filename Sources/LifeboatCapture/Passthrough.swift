@@ -19,6 +19,8 @@ final class Passthrough: Sendable {
     let inodes: InodeTable
     let journal: CaptureJournal
     let io: FileIO
+    /// Told how long each fsync, fdatasync and directory fsync took (see `CaptureMount.init`).
+    let fsyncObserver: @Sendable (Duration) -> Void
     let root: Inode
     /// Seconds the kernel may cache names and attributes: this agent is the only writer.
     let cacheTimeout: Double = 1.0
@@ -31,7 +33,10 @@ final class Passthrough: Sendable {
     /// Which directories each file was seen in.
     let parentMap = ParentMap()
 
-    init(backingDir: String, journal: CaptureJournal, calls: any SystemCalls) throws(CaptureError) {
+    init(
+        backingDir: String, journal: CaptureJournal, calls: any SystemCalls,
+        fsyncObserver: @escaping @Sendable (Duration) -> Void
+    ) throws(CaptureError) {
         let fd = Glibc.open(backingDir, BackingCalls.oPath | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw CaptureError("cannot open backing dir \(backingDir): \(errnoText(errno))") }
         let (st, err) = BackingCalls.fstat(fd)
@@ -40,6 +45,7 @@ final class Passthrough: Sendable {
         inodes = InodeTable(root: root)
         self.journal = journal
         io = FileIO(calls)
+        self.fsyncObserver = fsyncObserver
     }
 
     // MARK: - helpers
@@ -608,7 +614,18 @@ final class Passthrough: Sendable {
     /// file is flushed later by the agent's checkpoints (a lost host is rebuilt from the
     /// snapshot and the journal, never from its backing dir).
     func fsync(_ req: fuse_req_t, _ datasync: Int32, _ fd: Int32) {
-        fuse_reply_err(req, journal.makeDurable() ? 0 : EIO)
+        answerWhenDurable(req)
+    }
+
+    /// Answers an fsync once every record so far is durable (EIO when it cannot be), then tells
+    /// `fsyncObserver` how long that took from this call to the answer. The observer runs after
+    /// the answer, so the service never waits for it.
+    func answerWhenDurable(_ req: fuse_req_t) {
+        let received = monotonicNanoseconds()
+        let durable = journal.makeDurable()
+        let answered = monotonicNanoseconds()
+        fuse_reply_err(req, durable ? 0 : EIO)
+        fsyncObserver(.nanoseconds(Int64(truncatingIfNeeded: answered &- received)))
     }
 
     func fallocate(
@@ -707,7 +724,7 @@ final class Passthrough: Sendable {
     }
 
     func fsyncdir(_ req: fuse_req_t, _ fi: UnsafeMutablePointer<fuse_file_info>) {
-        fuse_reply_err(req, journal.makeDurable() ? 0 : EIO)
+        answerWhenDurable(req)
     }
 
     func statfs(_ req: fuse_req_t) {

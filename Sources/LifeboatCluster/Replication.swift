@@ -1,6 +1,7 @@
 import Foundation
 public import LifeboatCore
 public import LifeboatJournal
+import LifeboatSystem
 public import Logging
 import Synchronization
 
@@ -21,9 +22,14 @@ public final class ReplicationGroup: Sendable {
     public let epoch: UInt64
     let streams: [PeerStream]
 
+    /// `acknowledged` is told, for every record batch a peer acknowledged, the peer's host and
+    /// the time from just before the batch was sent to the moment its stream read the
+    /// acknowledgement (what a sync-mode fsync waits for). It runs on the stream's thread.
     public init(
         workload: String, host: String, epoch: UInt64, history: [EpochStart], writer: JournalWriter,
-        peers: [PeerConfiguration], logger: Logger
+        peers: [PeerConfiguration],
+        acknowledged: @escaping @Sendable (_ peer: String, _ latency: Duration) -> Void = { _, _ in },
+        logger: Logger
     ) {
         self.workload = workload
         self.epoch = epoch
@@ -33,7 +39,7 @@ public final class ReplicationGroup: Sendable {
             PeerStream(
                 peer: peer,
                 hello: PeerMessage.Hello(workload: workload, host: host, epoch: epoch, history: history),
-                writer: writer, waiters: waiters, logger: logger)
+                writer: writer, waiters: waiters, acknowledged: acknowledged, logger: logger)
         }
     }
 
@@ -88,6 +94,7 @@ final class PeerStream: @unchecked Sendable {
     let hello: PeerMessage.Hello
     let writer: JournalWriter
     let waiters: AckWaiters
+    let acknowledged: @Sendable (_ peer: String, _ latency: Duration) -> Void
     let logger: Logger
     private let state = Mutex(PeerProgress(host: "", connected: false, acked: nil, bytesSent: 0, lastError: nil))
     private let stopped = Mutex(false)
@@ -100,12 +107,14 @@ final class PeerStream: @unchecked Sendable {
 
     init(
         peer: PeerConfiguration, hello: PeerMessage.Hello, writer: JournalWriter, waiters: AckWaiters,
+        acknowledged: @escaping @Sendable (_ peer: String, _ latency: Duration) -> Void,
         logger: Logger
     ) {
         self.peer = peer
         self.hello = hello
         self.writer = writer
         self.waiters = waiters
+        self.acknowledged = acknowledged
         self.logger = logger
         state.withLock { $0.host = peer.host }
     }
@@ -200,7 +209,7 @@ final class PeerStream: @unchecked Sendable {
             throw LifeboatError(.operationFailed, "unexpected answer to hello: \(reply)")
         }
         let tail = JournalTail(directory: writer.directory, from: start)
-        var inFlight: [(seq: UInt64, bytes: Int)] = []
+        var inFlight: [(seq: UInt64, bytes: Int, sentAt: UInt64)] = []
         var unackedBytes = 0
         while !isStopped {
             if let seq = pendingRetain.withLock({ value -> UInt64? in
@@ -211,8 +220,9 @@ final class PeerStream: @unchecked Sendable {
             }
             var sentSomething = false
             if unackedBytes < PeerStream.window, let batch = try tail.next(maxBytes: 1 << 20) {
+                let sentAt = monotonicNanoseconds()
                 try link.send(.records(batch.frames))
-                inFlight.append((batch.last.seq, batch.frames.count))
+                inFlight.append((batch.last.seq, batch.frames.count, sentAt))
                 unackedBytes += batch.frames.count
                 state.withLock { $0.bytesSent += UInt64(batch.frames.count) }
                 sentSomething = true
@@ -221,12 +231,15 @@ final class PeerStream: @unchecked Sendable {
             while let message = try link.receive(timeout: sentSomething ? 0 : 0.001) {
                 switch message {
                 case .ack(let position):
+                    let now = monotonicNanoseconds()
                     state.withLock { $0.acked = position }
+                    // The waiting fsyncs first; the latencies after.
+                    waiters.notify()
                     while let first = inFlight.first, first.seq <= position.seq {
                         unackedBytes -= first.bytes
                         inFlight.removeFirst()
+                        acknowledged(peer.host, .nanoseconds(Int64(truncatingIfNeeded: now &- first.sentAt)))
                     }
-                    waiters.notify()
                 case .refused(let reason):
                     throw LifeboatError(.operationFailed, "refused: \(reason)")
                 default:

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import LifeboatCore
 import LifeboatJournal
+import Synchronization
 import XCTest
 
 @testable import LifeboatCapture
@@ -36,6 +37,41 @@ final class RangeSetTests: XCTestCase {
 
 /// A real FUSE mount in the test process (needs root and /dev/fuse, as the CI has).
 final class CaptureMountTests: MountTestCase {
+
+    /// Each fsync, fdatasync and directory fsync is reported once, after its answer, with a
+    /// latency no longer than the call took; reads and writes are not reported.
+    func testEveryFsyncIsReportedOnceWithItsLatency() throws {
+        let writer = try JournalWriter(directory: root + "/journal")
+        let journal = CaptureJournal(writer: writer, epoch: 1)
+        let reported = Mutex<[Duration]>([])
+        let mount = try CaptureMount(
+            dataDir: root + "/data", backingDir: root + "/backing", journal: journal,
+            fsyncObserver: { latency in reported.withLock { $0.append(latency) } })
+        try mount.start(threads: 4)
+        defer { mount.stop() }
+        let fd = open(root + "/data/file", O_CREAT | O_RDWR, 0o640)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        XCTAssertEqual(pwrite(fd, "abc", 3, 0), 3)
+        XCTAssertTrue(reported.withLock { $0.isEmpty }, "a write was reported as an fsync")
+        let started = ContinuousClock.now
+        XCTAssertEqual(fsync(fd), 0)
+        XCTAssertEqual(fdatasync(fd), 0)
+        let directory = open(root + "/data", O_RDONLY | O_DIRECTORY)
+        XCTAssertGreaterThanOrEqual(directory, 0)
+        XCTAssertEqual(fsync(directory), 0)
+        close(directory)
+        let took = ContinuousClock.now - started
+        // The observer runs after the answer, on the FUSE thread: give the last one a moment.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while reported.withLock({ $0.count }) < 3 && ContinuousClock.now < deadline { usleep(1000) }
+        let latencies = reported.withLock { $0 }
+        XCTAssertEqual(latencies.count, 3)
+        for latency in latencies {
+            XCTAssertGreaterThan(latency, .zero)
+            XCTAssertLessThanOrEqual(latency, took)
+        }
+    }
 
     func testChangesAreJournaledDurableOnFsyncAndNamedByTheDirtyMap() throws {
         let writer = try JournalWriter(directory: root + "/journal")

@@ -191,6 +191,43 @@ final class ClusterTests: XCTestCase {
         XCTAssertTrue(stale.progress[0].lastError?.contains("older") ?? false, "\(stale.progress)")
     }
 
+    /// Every record batch a peer acknowledges is reported once, with the peer's host and the
+    /// time from its send to its acknowledgement (the agent's replication ack histogram).
+    func testEveryAcknowledgedBatchIsReportedWithItsPeerAndLatency() throws {
+        let primary = try JournalWriter(directory: root + "/primary", segmentSize: 64 << 10)
+        let peer = try TestPeer(directory: root + "/peer")
+        let address = "127.0.0.1:\(port())"
+        let server = try PeerServer(address: address, provider: peer, logger: quietLogger)
+        defer { server.close() }
+        let reported = Mutex<[(peer: String, latency: Duration)]>([])
+        let started = ContinuousClock.now
+        let group = ReplicationGroup(
+            workload: "w", host: "p", epoch: 1, history: [EpochStart(epoch: 1, firstSeq: 1)], writer: primary,
+            peers: [PeerConfiguration(host: "peer", api: "x:1", address: address)],
+            acknowledged: { host, latency in reported.withLock { $0.append((host, latency)) } }, logger: quietLogger)
+        group.start()
+        defer { group.stop() }
+        XCTAssertTrue(reported.withLock { $0.isEmpty }, "reported before anything was sent")
+        for round in 0..<5 {
+            for _ in 0..<20 { try primary.append(epoch: 1, kind: 7, payload: [UInt8](repeating: 1, count: 100)) }
+            try primary.sync()
+            XCTAssertTrue(group.waitReplicated(seq: UInt64(20 * (round + 1)), count: 1, timeout: 30))
+        }
+        // The waiters are woken before the latencies are reported: give the last one a moment.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while reported.withLock({ $0.count }) < 5 && ContinuousClock.now < deadline { usleep(1000) }
+        let elapsed = ContinuousClock.now - started
+        let all = reported.withLock { $0 }
+        // At least one batch per round was sent and acknowledged; a batch is never reported twice.
+        XCTAssertGreaterThanOrEqual(all.count, 5)
+        XCTAssertLessThanOrEqual(all.count, 100)
+        XCTAssertEqual(Set(all.map(\.peer)), ["peer"])
+        for report in all {
+            XCTAssertGreaterThan(report.latency, .zero)
+            XCTAssertLessThanOrEqual(report.latency, elapsed)
+        }
+    }
+
     /// A peer that holds records the new primary's history lacks keeps them aside and
     /// follows the new history.
     func testDivergedPeerKeepsRecordsAside() throws {

@@ -6,7 +6,9 @@
 # (failover_client.py write --detail) that logs every acknowledged write with the host that
 # acknowledged it, the epoch the status API named, and when.
 #
-#  1. async, peers killed: replication async; both peers' agents are SIGKILLed. The primary
+#  1. async, peers killed: replication async. While the peers are up, the primary's /metrics
+#     has redis' fsyncs in lifeboat_data_fsync_seconds and the peers' acknowledgements in
+#     lifeboat_replication_ack_seconds. Both peers' agents are SIGKILLed. The primary
 #     stays primary and acknowledges at least 100 more writes within 20 s. None is lost.
 #  2. sync + fail, peers killed: replication sync, on_sync_timeout fail; both peers' agents are
 #     SIGKILLed. Within 15 s no new write is acknowledged (an fsync fails with EIO after the
@@ -200,6 +202,13 @@ case_1() {
     cluster_up 1 async fail || return
     writer_up 1 || return
     local i at
+    assert_true "1: redis' fsyncs on ${HOSTS[$P]} in lifeboat_data_fsync_seconds" "a positive count within 15 s" \
+        wait_until 15 metric_positive "$P" lifeboat_data_fsync_seconds_count
+    for i in $(peers_of "$P"); do
+        assert_true "1: ${HOSTS[$i]}'s acknowledgements in lifeboat_replication_ack_seconds on ${HOSTS[$P]}" \
+            "a positive count within 15 s" wait_until 15 metric_positive "$P" \
+            "lifeboat_replication_ack_seconds_count{host=\"${HOSTS[$P]}\",workload=\"redis\",peer=\"${HOSTS[$i]}\"}"
+    done
     for i in $(peers_of "$P"); do agent_kill "$i"; done
     at=$(acks_count "$ACKS")
     lb_info "1: both peers' agents SIGKILLed after $at acknowledged writes"
