@@ -82,7 +82,7 @@ replay_matches() {
     else
         fail "$1: digest of the whole journal replayed onto an empty dir equals the data dir's" "'$3'" "'$d'"
         lb_info "differences (path: backing != replayed; mode uid gid mtime_ns size nlink xattrs):"
-        python3 "$LB_TMP/metadiff.py" "$LB_CAP_BACKING" "$target" 2>&1 | sed 's/^/#   /'
+        python3 "$LB_LIB_DIR/treecmp.py" --nlink "$LB_CAP_BACKING" "$target" 2>&1 | sed 's/^/#   /'
         diff -rq --no-dereference "$LB_CAP_BACKING" "$target" 2>&1 | head -n 5 | sed 's/^/#   /'
     fi
 }
@@ -196,36 +196,6 @@ for r in range(5):
         os.close(dfd)
 print("errors: %s" % ("; ".join(errors) or "none"))
 print("not yet in the journal when the call returned: %s" % (", ".join(late) or "none"))
-EOF
-
-# metadiff.py A B: the first entries (the root included) whose metadata or size differ
-cat >"$LB_TMP/metadiff.py" <<'EOF'
-import os, stat, sys
-def meta(root):
-    out = {}
-    for dirpath, dirs, files in os.walk(root):
-        for name in [None] + dirs + files:
-            p = dirpath if name is None else os.path.join(dirpath, name)
-            if name is None and dirpath != root: continue
-            rel = os.path.relpath(p, root)
-            st = os.lstat(p)
-            x = {}
-            try:
-                for k in os.listxattr(p, follow_symlinks=False):
-                    if not k.startswith("trusted.lifeboat."):
-                        x[k] = os.getxattr(p, k, follow_symlinks=False)
-            except OSError:
-                pass
-            out[rel] = (stat.filemode(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns,
-                        None if stat.S_ISDIR(st.st_mode) else st.st_size, st.st_nlink if not stat.S_ISDIR(st.st_mode) else None, tuple(sorted(x.items())))
-    return out
-a, b = meta(sys.argv[1]), meta(sys.argv[2])
-n = 0
-for k in sorted(set(a) | set(b)):
-    if a.get(k) != b.get(k):
-        print("%s: %s != %s" % (k, a.get(k), b.get(k)))
-        n += 1
-        if n >= 8: break
 EOF
 
 # ---------------------------------------------------------------- 6 (API) and 3: a running agent

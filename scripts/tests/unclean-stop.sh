@@ -109,7 +109,7 @@ digest_matches() {
         pass
     else
         fail "$1" "digest '$want' (of $2)" "'$got' (of $3)"
-        python3 "$LB_TMP/metadiff.py" "$2" "$3" 2>&1 | sed 's/^/#   /'
+        python3 "$LB_LIB_DIR/treecmp.py" --hash --max 6 "$2" "$3" 2>&1 | sed 's/^/#   /'
     fi
 }
 
@@ -130,37 +130,6 @@ rebuilt_matches() {
     digest_matches "$1: replay(${snaps:-0} snapshot(s) + journal) equals the backing dir" "$LB_CAP_BACKING" "$target"
     rm -rf "$target"
 }
-
-cat >"$LB_TMP/metadiff.py" <<'EOF'
-import hashlib, os, stat, sys
-def meta(root):
-    out = {}
-    for dirpath, dirs, files in os.walk(root):
-        for name in [None] + dirs + files:
-            if name is None and dirpath != root: continue
-            p = dirpath if name is None else os.path.join(dirpath, name)
-            st = os.lstat(p)
-            x = {}
-            try:
-                for k in os.listxattr(p, follow_symlinks=False):
-                    if not k.startswith("trusted.lifeboat."):
-                        x[k] = os.getxattr(p, k, follow_symlinks=False)
-            except OSError:
-                pass
-            h = None
-            if stat.S_ISREG(st.st_mode):
-                h = hashlib.sha256(open(p, "rb").read()).hexdigest()[:12]
-            out[os.path.relpath(p, root)] = (stat.filemode(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns,
-                None if stat.S_ISDIR(st.st_mode) else st.st_size, h, tuple(sorted(x.items())))
-    return out
-a, b = meta(sys.argv[1]), meta(sys.argv[2])
-n = 0
-for k in sorted(set(a) | set(b)):
-    if a.get(k) != b.get(k):
-        print("%s: %s != %s" % (k, a.get(k), b.get(k)))
-        n += 1
-        if n >= 6: break
-EOF
 
 # appender.py FILE ACKLOG: numbered 64-byte records, fsync after each; an ack line once it returned
 cat >"$LB_TMP/appender.py" <<'EOF'
