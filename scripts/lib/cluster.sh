@@ -47,12 +47,6 @@ fc_status() {
     fc status --workload "${CL_WORKLOAD:-redis}" "$url" "$@"
 }
 
-
-# mounts_on DIR: how many mounts sit exactly on DIR (mountinfo: works on dead mounts too)
-mounts_on() { awk -v p="$1" '$5 == p { n++ } END { print n + 0 }' /proc/self/mountinfo; }
-not_mounted() { [ "$(mounts_on "$1")" = 0 ]; }
-is_mounted() { [ "$(mounts_on "$1")" != 0 ]; }
-
 # is_service_of I PID: PID runs host I's redis: its command line names hI/redis.conf (the
 # /bin/sh -c wrapper, or redis before it sets its process title), or it is a redis-server whose
 # process title names hI's address and port (setup made sure nothing else listened there), or
@@ -69,7 +63,6 @@ is_service_of() {
     fi
     [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$d/data" ]
 }
-pid_gone() { ! pid_alive "$1"; }
 
 # service_pids_of I: host I's redis processes: the pids the status API named that still run
 # it, and children / grandchildren of I's agent that run it (one started after the last

@@ -73,6 +73,7 @@ wait_until() {
 pid_alive() {
     [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null && [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]
 }
+pid_gone() { ! pid_alive "$1"; }
 
 # wait_gone PID SECONDS: waits until PID (a child of this shell) has exited and reaps it
 # (its status in WAIT_RC); 1 on timeout.
@@ -154,6 +155,10 @@ ports_free() {
 # mounts_under DIR: mount points at or below DIR, deepest first (from mountinfo, so dead FUSE
 # mounts, on which `mountpoint` fails, count too)
 mounts_under() { awk -v t="$1" '$5 == t || index($5, t "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r; }
+# mounts_on DIR: how many mounts sit exactly on DIR (mountinfo: works on dead mounts too)
+mounts_on() { awk -v p="$1" '$5 == p { n++ } END { print n + 0 }' /proc/self/mountinfo; }
+not_mounted() { [ "$(mounts_on "$1")" = 0 ]; }
+is_mounted() { [ "$(mounts_on "$1")" != 0 ]; }
 # unmount_lazy DIR: detach DIR now (umount -l, or fusermount3 -u -z)
 unmount_lazy() { umount -l "$1" 2>/dev/null || fusermount3 -u -z "$1" 2>/dev/null || true; }
 # unmount_below DIR: unmount_lazy every mount at or below DIR

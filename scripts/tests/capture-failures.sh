@@ -25,17 +25,12 @@ lb_setup
 lb_need_agent copy
 T0=$(date +%s)
 
-
-# mounts_on DIR: how many mounts sit exactly on DIR (from mountinfo: works on dead mounts too)
-mounts_on() {
-    awk -v p="$1" '$5 == p { n++ } END { print n + 0 }' /proc/self/mountinfo
-}
+# (mounts_on and not_mounted: scripts/lib/common.sh)
 # mount_desc DIR: "fstype source" of every mount on DIR, for messages
 mount_desc() {
     awk -v p="$1" '$5 == p { for (i = 7; i <= NF; i++) if ($i == "-") { printf "%s %s; ", $(i + 1), $(i + 2); break } }' \
         /proc/self/mountinfo
 }
-not_mounted() { [ "$(mounts_on "$1")" = 0 ]; }
 
 # deleted_fds PID: the targets of PID's descriptors that name deleted files, on one line
 deleted_fds() {
@@ -44,16 +39,6 @@ deleted_fds() {
         t="$(readlink "$f" 2>/dev/null)"
         [[ "$t" == *" (deleted)" ]] && printf '%s; ' "$t"
     done
-}
-
-# wait_unmounted DIR SECONDS: true as soon as nothing is mounted on DIR
-wait_unmounted() {
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do
-        not_mounted "$1" && return 0
-        sleep 0.1
-    done
-    not_mounted "$1"
 }
 
 # journal_ok NAME DIR: `lifeboat journal --dir DIR` and `--json` exit 0; sets JOURNAL_RECORDS
@@ -349,7 +334,7 @@ for cycle in 1 2 3 4 5; do
         if [ -n "$helper" ]; then
             assert_eq "1.$cycle: without its helper the killed agent's mount stays (a dead mount)" 1 "$(mounts_on "$DATA_REAL")"
             sleep 1.2
-        elif wait_unmounted "$DATA_REAL" 60; then
+        elif WAIT_POLL=0.1 wait_until 60 not_mounted "$DATA_REAL"; then
             # auto_unmount: fusermount3 removes the mount. A bound, not a timing goal: its
             # helper was seen taking over 10 s on a loaded 2-core VM (the connection was
             # already aborted and the mount gone right after), so wait up to 60 s for it.
