@@ -233,22 +233,11 @@ assert_match "3: fsync, fdatasync and fsyncdir reach the agent (their record is 
 
 FILE="$LB_CAP_DATA/records.dat"
 TAGS=()
-# restart_agent CYCLE: lb_capture_start, then waits (30 s) for this agent's "mounted over" log
-# line: lb_capture_start's `mountpoint -q` also says yes to a dead mount left by a killed agent.
-# Returns 1 (after a FAIL naming the agent's error) if the agent exits or never mounts.
+# restart_agent CYCLE: lb_capture_remount as one assertion; returns 1 (after a FAIL naming the
+# agent's error) if the agent exits or never mounts. (lb_capture_config's mkdir/chmod of a dead
+# mount complain on stderr: not lifeboatd's.)
 restart_agent() {
-    local before i
-    before=$(grep -c 'mounted over' "$LB_CAP_DIR/agent.log")
-    # (lb_capture_config's mkdir/chmod of a dead mount complain on stderr: not lifeboatd's)
-    lb_capture_start "$W" 2>"$LB_TMP/restart.err"
-    for ((i = 0; i < 300; i++)); do
-        if [ "$(grep -c 'mounted over' "$LB_CAP_DIR/agent.log")" -gt "$before" ]; then
-            pass
-            return 0
-        fi
-        lb_is_running "$LB_CAP_PID" || break
-        sleep 0.1
-    done
+    if lb_capture_remount "$W"; then pass && return 0; fi
     lb_wait_pid "$LB_CAP_PID" 1
     fail "1.$1: lifeboatd restarted on the same dirs after the SIGKILL mounts the data dir (clearing a mount the killed agent left)" \
         "a new mount within 30 s" "agent exit $LB_WAIT_RC; its log: $(grep -v '^20' "$LB_CAP_DIR/agent.log" | tail -n 2)"

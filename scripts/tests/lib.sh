@@ -481,6 +481,25 @@ lb_capture_up() {
     pass
 }
 
+# lb_capture_remount NAME: lb_capture_start NAME (its stderr in $LB_TMP/remount.err), then waits
+# (30 s) for this agent's own "mounted over" log line: `mountpoint -q` also says yes to the dead
+# mount a killed agent left. Sets LB_CAP_HELPER (the agent's fusermount3 child, if any).
+# Returns 1 if the agent exits or never mounts.
+lb_capture_remount() {
+    local log="$LB_TMP/$1/agent.log" before=0 i
+    [ -f "$log" ] && before=$(grep -c 'mounted over' "$log")
+    lb_capture_start "$1" 2>"$LB_TMP/remount.err"
+    for ((i = 0; i < 300; i++)); do
+        if [ "$(grep -c 'mounted over' "$log")" -gt "$before" ]; then
+            LB_CAP_HELPER="$(pgrep -P "$LB_CAP_PID" -x fusermount3 | head -n 1)"
+            return 0
+        fi
+        lb_is_running "$LB_CAP_PID" || break
+        sleep 0.1
+    done
+    return 1
+}
+
 # lb_capture_ready: the data dir is mounted by the agent
 lb_capture_ready() {
     mountpoint -q "$LB_CAP_DATA"
@@ -491,3 +510,15 @@ lb_capture_stop() {
     kill -TERM "$LB_CAP_PID" 2>/dev/null
     lb_wait_pid "$LB_CAP_PID" 30
 }
+
+# lb_capture_down NAME [UNMOUNTED_NAME]: lb_capture_stop, and the assertion NAME that the agent
+# exits 0; with UNMOUNTED_NAME also that assertion: the data dir is no longer a mountpoint
+lb_capture_down() {
+    lb_capture_stop
+    assert_exit "$1" 0 "$LB_WAIT_RC" "$LB_CAP_DIR/agent.log"
+    [ -z "${2:-}" ] || assert_true "$2" "not a mountpoint" lb_capture_unmounted
+}
+lb_capture_unmounted() { ! mountpoint -q "$LB_CAP_DATA"; }
+
+# lb_file_sums DIR: "sha256  path" of every regular file below DIR, sorted by path
+lb_file_sums() { (cd "$1" && find . -type f -printf '%P\n' | LC_ALL=C sort | xargs -r sha256sum); }
