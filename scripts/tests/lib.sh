@@ -182,15 +182,7 @@ assert_one_line() {
 
 # lb OUT ERR ARGS... : runs lifeboat in the foreground (with a timeout); exit code in LB_RC.
 # A lifeboat that hangs past LB_CMD_TIMEOUT gives LB_RC=124.
-lb() {
-    local out=$1 err=$2
-    shift 2
-    {
-        timeout -k 10 "$LB_CMD_TIMEOUT" "$LIFEBOAT_BIN" "$@" >"$out" 2>"$err" </dev/null
-        LB_RC=$?
-    } 2>/dev/null
-    return 0
-}
+lb() { lb_env "$1" "$2" -- "${@:3}"; }
 
 # lb_ok NAME ARGS...: lb "$OUT" "$ERR" ARGS, and the assertion NAME that it exits 0
 lb_ok() {
@@ -202,19 +194,19 @@ lb_ok() {
 
 # lb_env OUT ERR VAR=VALUE... -- ARGS... : like lb with extra environment.
 lb_env() {
-    local out=$1 err=$2
-    shift 2
-    local envs=()
-    while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do
-        envs+=("$1")
-        shift
-    done
-    shift
+    lb_split_env "${@:3}"
     {
-        timeout -k 10 "$LB_CMD_TIMEOUT" env "${envs[@]+"${envs[@]}"}" "$LIFEBOAT_BIN" "$@" >"$out" 2>"$err" </dev/null
+        timeout -k 10 "$LB_CMD_TIMEOUT" env "${LB_ENVS[@]+"${LB_ENVS[@]}"}" "$LIFEBOAT_BIN" "${LB_ARGS[@]+"${LB_ARGS[@]}"}" \
+            >"$1" 2>"$2" </dev/null
         LB_RC=$?
     } 2>/dev/null
     return 0
+}
+# lb_split_env VAR=VALUE... -- ARGS...: LB_ENVS=(the VAR=VALUEs), LB_ARGS=(the ARGS)
+lb_split_env() {
+    LB_ENVS=()
+    while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do LB_ENVS+=("$1") && shift; done
+    LB_ARGS=("${@:2}")
 }
 
 # lb_last_line FILE: last non-empty line, trimmed
