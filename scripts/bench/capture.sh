@@ -211,17 +211,7 @@ bench_space $((SEQ_BYTES * 5 + RW_BYTES * 3 + (BENCH_PGBENCH_SCALE * 40 + 1024) 
 start_agent() {
     local port
     port=$(free_port)
-    cat >"$AGENT_CONFIG" <<YAML
-host: bench
-listen: 127.0.0.1:$port
-repository: $VOLUME/repo
-workloads:
-  - name: bench
-    capture: fuse
-    data_dir: $MOUNT
-    backing_dir: $BACKING
-    journal_dir: $JOURNAL
-YAML
+    agent_yaml "$AGENT_CONFIG" bench "127.0.0.1:$port" "$VOLUME/repo" bench "$MOUNT" "$BACKING" "$JOURNAL"
     agent_run "$AGENT_CONFIG" "mount $MOUNT" mountpoint -q "$MOUNT"
     AGENT_LIMITS=$(awk '/^Max open files/ {print $4 "/" $5}' "/proc/$AGENT_PID/limits" 2>/dev/null || true)
     log "lifeboatd (pid $AGENT_PID) mounted $MOUNT; RLIMIT_NOFILE ${AGENT_LIMITS:-?} (soft/hard)"

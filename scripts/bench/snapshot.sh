@@ -208,22 +208,8 @@ start_agent() {
     local port
     port=$(free_port)
     AGENT_URL=http://127.0.0.1:$port
-    cat >"$AGENT_CONFIG" <<YAML
-host: bench
-listen: 127.0.0.1:$port
-repository: $REPO
-workloads:
-  - name: bench
-    capture: fuse
-    data_dir: $MOUNT
-    backing_dir: $BACKING
-    journal_dir: $JOURNAL
-  - name: scale
-    capture: fuse
-    data_dir: $SCALE_MOUNT
-    backing_dir: $SCALE_BACKING
-    journal_dir: $SCALE_JOURNAL
-YAML
+    agent_yaml "$AGENT_CONFIG" bench "127.0.0.1:$port" "$REPO" bench "$MOUNT" "$BACKING" "$JOURNAL" \
+        scale "$SCALE_MOUNT" "$SCALE_BACKING" "$SCALE_JOURNAL"
     agent_run "$AGENT_CONFIG" "mount both data dirs and answer /readyz" agent_ready
     chmod 755 "$MOUNT" "$SCALE_MOUNT" || true
     log "lifeboatd (pid $AGENT_PID) mounted $MOUNT and $SCALE_MOUNT; API on $AGENT_URL"

@@ -128,6 +128,15 @@ run() {
     return "$rc"
 }
 
+# agent_yaml FILE HOST LISTEN REPOSITORY NAME DATA BACKING JOURNAL [NAME DATA BACKING JOURNAL]...:
+# a lifeboatd config in FILE with one `capture: fuse` workload per NAME and its three dirs
+agent_yaml() {
+    {
+        printf 'host: %s\nlisten: %s\nrepository: %s\nworkloads:\n' "$2" "$3" "$4"
+        printf '  - name: %s\n    capture: fuse\n    data_dir: %s\n    backing_dir: %s\n    journal_dir: %s\n' "${@:5}"
+    } >"$1"
+}
+
 # ---------------------------------------------------------------- network
 
 # port_busy ADDR PORT: something accepts connections there

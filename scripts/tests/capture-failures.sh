@@ -501,17 +501,7 @@ LB_AGENT_PORT_NEXT=$((LB_AGENT_PORT_NEXT + 1))
 # base_config FILE: a valid config; the line numbers matter for the cases below
 base_config() {
     mkdir -p "$(dirname "$1")"
-    cat >"$1" <<YAML
-host: test-host
-listen: 127.0.0.1:$BAD_PORT
-repository: $B/repo
-workloads:
-  - name: bad
-    capture: fuse
-    data_dir: $B/data
-    backing_dir: $B/backing
-    journal_dir: $B/journal
-YAML
+    agent_yaml "$1" test-host "127.0.0.1:$BAD_PORT" "$B/repo" bad "$B/data" "$B/backing" "$B/journal"
 }
 
 # refused CASE CONFIG ERE [DATA_DIR]: lifeboatd --config CONFIG exits 2 with one stderr line

@@ -424,19 +424,9 @@ lb_capture_config() {
     mkdir -p "$LB_CAP_DATA" "$LB_CAP_BACKING" "$LB_CAP_DIR/volume"
     chmod 755 "$LB_CAP_DIR" "$LB_CAP_DATA" "$LB_CAP_BACKING"
     if [ ! -f "$LB_CAP_CONFIG" ]; then
-        local port=$LB_AGENT_PORT_NEXT
+        agent_yaml "$LB_CAP_CONFIG" test-host "127.0.0.1:$LB_AGENT_PORT_NEXT" "$LB_CAP_REPO" \
+            "$name" "$LB_CAP_DATA" "$LB_CAP_BACKING" "$LB_CAP_JOURNAL"
         LB_AGENT_PORT_NEXT=$((LB_AGENT_PORT_NEXT + 1))
-        cat >"$LB_CAP_CONFIG" <<YAML
-host: test-host
-listen: 127.0.0.1:$port
-repository: $LB_CAP_REPO
-workloads:
-  - name: $name
-    capture: fuse
-    data_dir: $LB_CAP_DATA
-    backing_dir: $LB_CAP_BACKING
-    journal_dir: $LB_CAP_JOURNAL
-YAML
     fi
     LB_CAP_URL="http://$(awk '/^listen:/ { print $2 }' "$LB_CAP_CONFIG")"
 }
