@@ -295,6 +295,31 @@ wait_primary() {
     done
 }
 
+# assert_primary NAME SECONDS MIN_EPOCH EXCLUDE [EXPECTED]: wait_primary as the assertion NAME;
+# returns 1 when it failed (EXPECTED: what the FAIL line says was expected)
+assert_primary() {
+    if wait_primary "$2" "$3" "$4"; then pass && return 0; fi
+    fail "$1" "${5:-exactly one primary with service running within $2 s}" "$WAIT_SEEN"
+    return 1
+}
+# assert_peer NAME I: the assertion NAME that host I reports role peer within 30 s
+assert_peer() {
+    if wait_until 30 has_role "$2" peer; then pass; else fail "$1" "role peer within 30 s" "role $ST_ROLE: $(st_line "$2")"; fi
+}
+
+# cluster_ports_free NAME SECONDS: every address and port of the cluster is free within SECONDS
+# (0: now); else the assertion NAME fails, naming the first one taken, and it returns 1
+cluster_ports_free() {
+    local i port
+    for i in 0 1 2; do
+        for port in "$API_PORT" "$PEER_PORT" "$REDIS_PORT"; do
+            wait_until "$2" eval "! port_busy ${ADDRS[$i]} $port" && continue
+            fail "$1" "${ADDRS[$i]}:$port free" "something still listens there (another run?)"
+            return 1
+        done
+    done
+}
+
 # redis_pong I: redis on host I's address answers PING
 redis_pong() { [ "$(timeout 5 redis-cli -h "${ADDRS[$1]}" -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
 
