@@ -83,13 +83,7 @@ pg_stop() {
 }
 
 # give_up: the rest cannot run without postgres
-give_up() {
-    echo "# postgres log:"
-    tail -n 15 "$PGLOG" | sed 's/^/#   /'
-    echo "# agent log:"
-    tail -n 15 "$LB_CAP_DIR/agent.log" | sed 's/^/#   /'
-    lb_finish
-}
+give_up() { lb_give_up postgres "$PGLOG" agent "$LB_CAP_DIR/agent.log"; }
 
 # pgbench ARGS...: as the postgres role, over the socket; output in $LB_TMP/pgbench.out
 pgbench() {

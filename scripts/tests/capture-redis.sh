@@ -187,13 +187,7 @@ redis_write() {
 }
 
 # give_up: the rest cannot run without redis
-give_up() {
-    echo "# redis log:"
-    tail -n 15 "$LB_TMP/redis.log" | sed 's/^/#   /'
-    echo "# agent log:"
-    tail -n 15 "$LB_CAP_DIR/agent.log" | sed 's/^/#   /'
-    lb_finish
-}
+give_up() { lb_give_up redis "$LB_TMP/redis.log" agent "$LB_CAP_DIR/agent.log"; }
 
 # ---------------------------------------------------------------- run 1: SIGKILL mid-write
 

@@ -101,6 +101,16 @@ lb_finish() {
 }
 
 lb_skip() { echo "SKIP $*"; }
+# lb_give_up NAME LOG [NAME LOG]...: the last 15 lines of each log (on "#" lines), then lb_finish
+# (a test whose service did not come up cannot go on)
+lb_give_up() {
+    while [ "$#" -ge 2 ]; do
+        echo "# $1 log:"
+        tail -n 15 "$2" | sed 's/^/#   /'
+        shift 2
+    done
+    lb_finish
+}
 lb_info() { echo "# $*"; }
 
 # ---------------------------------------------------------------- assertions
