@@ -124,7 +124,6 @@ for v in BENCH_ROUNDS BENCH_RUNTIME BENCH_FILES BENCH_PGBENCH_SCALE BENCH_PGBENC
          BENCH_PGBENCH_CLIENTS BENCH_PGBENCH_JOBS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a whole number >= 1 (got '${!v}')"
 done
-size_bytes() { numfmt --from=iec "${1%B}" 2>/dev/null; }
 SEQ_BYTES=$(size_bytes "$BENCH_SEQ_SIZE") || die "bad BENCH_SEQ_SIZE: $BENCH_SEQ_SIZE (use e.g. 64M, 1G)"
 RW_BYTES=$(size_bytes "$BENCH_RANDWRITE_SIZE") || die "bad BENCH_RANDWRITE_SIZE: $BENCH_RANDWRITE_SIZE"
 ((SEQ_BYTES >= 1048576 && RW_BYTES >= 1048576)) || die "BENCH_SEQ_SIZE and BENCH_RANDWRITE_SIZE must be at least 1M"
