@@ -124,7 +124,6 @@ for v in BENCH_ROUNDS BENCH_RUNTIME BENCH_FILES BENCH_PGBENCH_SCALE BENCH_PGBENC
          BENCH_PGBENCH_CLIENTS BENCH_PGBENCH_JOBS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a whole number >= 1 (got '${!v}')"
 done
-size_bytes() { numfmt --from=iec "${1%B}" 2>/dev/null; }
 SEQ_BYTES=$(size_bytes "$BENCH_SEQ_SIZE") || die "bad BENCH_SEQ_SIZE: $BENCH_SEQ_SIZE (use e.g. 64M, 1G)"
 RW_BYTES=$(size_bytes "$BENCH_RANDWRITE_SIZE") || die "bad BENCH_RANDWRITE_SIZE: $BENCH_RANDWRITE_SIZE"
 ((SEQ_BYTES >= 1048576 && RW_BYTES >= 1048576)) || die "BENCH_SEQ_SIZE and BENCH_RANDWRITE_SIZE must be at least 1M"
@@ -211,17 +210,7 @@ bench_space $((SEQ_BYTES * 5 + RW_BYTES * 3 + (BENCH_PGBENCH_SCALE * 40 + 1024) 
 start_agent() {
     local port
     port=$(free_port)
-    cat >"$AGENT_CONFIG" <<YAML
-host: bench
-listen: 127.0.0.1:$port
-repository: $VOLUME/repo
-workloads:
-  - name: bench
-    capture: fuse
-    data_dir: $MOUNT
-    backing_dir: $BACKING
-    journal_dir: $JOURNAL
-YAML
+    agent_yaml "$AGENT_CONFIG" bench "127.0.0.1:$port" "$VOLUME/repo" bench "$MOUNT" "$BACKING" "$JOURNAL"
     agent_run "$AGENT_CONFIG" "mount $MOUNT" mountpoint -q "$MOUNT"
     AGENT_LIMITS=$(awk '/^Max open files/ {print $4 "/" $5}' "/proc/$AGENT_PID/limits" 2>/dev/null || true)
     log "lifeboatd (pid $AGENT_PID) mounted $MOUNT; RLIMIT_NOFILE ${AGENT_LIMITS:-?} (soft/hard)"

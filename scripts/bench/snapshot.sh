@@ -208,22 +208,8 @@ start_agent() {
     local port
     port=$(free_port)
     AGENT_URL=http://127.0.0.1:$port
-    cat >"$AGENT_CONFIG" <<YAML
-host: bench
-listen: 127.0.0.1:$port
-repository: $REPO
-workloads:
-  - name: bench
-    capture: fuse
-    data_dir: $MOUNT
-    backing_dir: $BACKING
-    journal_dir: $JOURNAL
-  - name: scale
-    capture: fuse
-    data_dir: $SCALE_MOUNT
-    backing_dir: $SCALE_BACKING
-    journal_dir: $SCALE_JOURNAL
-YAML
+    agent_yaml "$AGENT_CONFIG" bench "127.0.0.1:$port" "$REPO" bench "$MOUNT" "$BACKING" "$JOURNAL" \
+        scale "$SCALE_MOUNT" "$SCALE_BACKING" "$SCALE_JOURNAL"
     agent_run "$AGENT_CONFIG" "mount both data dirs and answer /readyz" agent_ready
     chmod 755 "$MOUNT" "$SCALE_MOUNT" || true
     log "lifeboatd (pid $AGENT_PID) mounted $MOUNT and $SCALE_MOUNT; API on $AGENT_URL"
@@ -370,30 +356,7 @@ guard() {
         log "guard $label: MISMATCH: mount $mount_digest ($entries entries, $bytes bytes), restore $restore_digest ($r_entries entries, $r_bytes bytes)"
         diff -rq --no-dereference "$dir" "$target" 2>&1 | head -n 20 >&2 || true
         # metadata differences the digest covers but diff does not
-        python3 - "$dir" "$target" <<'PY' >&2 || true
-import os, sys
-a, b = sys.argv[1:]
-def meta(root):
-    out = {}
-    for d, _, names in os.walk(root):
-        for n in [""] + names:
-            p = os.path.join(d, n) if n else d
-            st = os.lstat(p)
-            rel = os.path.relpath(p, root)
-            out[rel] = (oct(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns,
-                        st.st_size if not os.path.isdir(p) else 0,
-                        sorted(x for x in os.listxattr(p, follow_symlinks=False) if not x.startswith("trusted.lifeboat")))
-    return out
-ma, mb = meta(a), meta(b)
-shown = 0
-for k in sorted(set(ma) | set(mb)):
-    if ma.get(k) != mb.get(k):
-        print("  %s: mount %s, restore %s" % (k, ma.get(k), mb.get(k)))
-        shown += 1
-        if shown >= 20:
-            break
-print("  %d entries differ in metadata" % sum(1 for k in set(ma) | set(mb) if ma.get(k) != mb.get(k)))
-PY
+        python3 "$LB_LIB_DIR/treecmp.py" --xattrs names --max 20 --count "$dir" "$target" | sed 's/^/  /' >&2 || true
         agent_log_tail 20
     fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$workload" "$snap" "$mount_digest" "$restore_digest" "$entries" \

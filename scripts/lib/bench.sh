@@ -99,6 +99,9 @@ bench_private_bins() {
     done
 }
 
+# size_bytes SIZE: the bytes of an IEC size (64M, 1G)
+size_bytes() { numfmt --from=iec "${1%B}" 2>/dev/null; }
+
 # data_bytes DIR, data_files DIR: bytes and number of the regular files below DIR
 data_bytes() { find "$1" -type f -printf '%s\n' | awk '{s += $1} END {printf "%d\n", s}'; }
 data_files() { find "$1" -type f | wc -l; }

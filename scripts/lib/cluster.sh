@@ -47,12 +47,6 @@ fc_status() {
     fc status --workload "${CL_WORKLOAD:-redis}" "$url" "$@"
 }
 
-
-# mounts_on DIR: how many mounts sit exactly on DIR (mountinfo: works on dead mounts too)
-mounts_on() { awk -v p="$1" '$5 == p { n++ } END { print n + 0 }' /proc/self/mountinfo; }
-not_mounted() { [ "$(mounts_on "$1")" = 0 ]; }
-is_mounted() { [ "$(mounts_on "$1")" != 0 ]; }
-
 # is_service_of I PID: PID runs host I's redis: its command line names hI/redis.conf (the
 # /bin/sh -c wrapper, or redis before it sets its process title), or it is a redis-server whose
 # process title names hI's address and port (setup made sure nothing else listened there), or
@@ -69,7 +63,6 @@ is_service_of() {
     fi
     [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$d/data" ]
 }
-pid_gone() { ! pid_alive "$1"; }
 
 # service_pids_of I: host I's redis processes: the pids the status API named that still run
 # it, and children / grandchildren of I's agent that run it (one started after the last
@@ -299,6 +292,31 @@ wait_primary() {
         fi
         [ "$(date +%s)" -ge "$end" ] && return 1
         sleep 0.3
+    done
+}
+
+# assert_primary NAME SECONDS MIN_EPOCH EXCLUDE [EXPECTED]: wait_primary as the assertion NAME;
+# returns 1 when it failed (EXPECTED: what the FAIL line says was expected)
+assert_primary() {
+    if wait_primary "$2" "$3" "$4"; then pass && return 0; fi
+    fail "$1" "${5:-exactly one primary with service running within $2 s}" "$WAIT_SEEN"
+    return 1
+}
+# assert_peer NAME I: the assertion NAME that host I reports role peer within 30 s
+assert_peer() {
+    if wait_until 30 has_role "$2" peer; then pass; else fail "$1" "role peer within 30 s" "role $ST_ROLE: $(st_line "$2")"; fi
+}
+
+# cluster_ports_free NAME SECONDS: every address and port of the cluster is free within SECONDS
+# (0: now); else the assertion NAME fails, naming the first one taken, and it returns 1
+cluster_ports_free() {
+    local i port
+    for i in 0 1 2; do
+        for port in "$API_PORT" "$PEER_PORT" "$REDIS_PORT"; do
+            wait_until "$2" eval "! port_busy ${ADDRS[$i]} $port" && continue
+            fail "$1" "${ADDRS[$i]}:$port free" "something still listens there (another run?)"
+            return 1
+        done
     done
 }
 

@@ -73,6 +73,7 @@ wait_until() {
 pid_alive() {
     [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null && [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]
 }
+pid_gone() { ! pid_alive "$1"; }
 
 # wait_gone PID SECONDS: waits until PID (a child of this shell) has exited and reaps it
 # (its status in WAIT_RC); 1 on timeout.
@@ -127,6 +128,15 @@ run() {
     return "$rc"
 }
 
+# agent_yaml FILE HOST LISTEN REPOSITORY NAME DATA BACKING JOURNAL [NAME DATA BACKING JOURNAL]...:
+# a lifeboatd config in FILE with one `capture: fuse` workload per NAME and its three dirs
+agent_yaml() {
+    {
+        printf 'host: %s\nlisten: %s\nrepository: %s\nworkloads:\n' "$2" "$3" "$4"
+        printf '  - name: %s\n    capture: fuse\n    data_dir: %s\n    backing_dir: %s\n    journal_dir: %s\n' "${@:5}"
+    } >"$1"
+}
+
 # ---------------------------------------------------------------- network
 
 # port_busy ADDR PORT: something accepts connections there
@@ -154,6 +164,10 @@ ports_free() {
 # mounts_under DIR: mount points at or below DIR, deepest first (from mountinfo, so dead FUSE
 # mounts, on which `mountpoint` fails, count too)
 mounts_under() { awk -v t="$1" '$5 == t || index($5, t "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r; }
+# mounts_on DIR: how many mounts sit exactly on DIR (mountinfo: works on dead mounts too)
+mounts_on() { awk -v p="$1" '$5 == p { n++ } END { print n + 0 }' /proc/self/mountinfo; }
+not_mounted() { [ "$(mounts_on "$1")" = 0 ]; }
+is_mounted() { [ "$(mounts_on "$1")" != 0 ]; }
 # unmount_lazy DIR: detach DIR now (umount -l, or fusermount3 -u -z)
 unmount_lazy() { umount -l "$1" 2>/dev/null || fusermount3 -u -z "$1" 2>/dev/null || true; }
 # unmount_below DIR: unmount_lazy every mount at or below DIR

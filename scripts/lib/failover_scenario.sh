@@ -48,27 +48,14 @@ RECOVERIES=()
 
 # fo_setup: checks the addresses are free, starts the cluster
 fo_setup() {
-    local i port
-    for i in 0 1 2; do
-        for port in "$API_PORT" "$PEER_PORT" "$REDIS_PORT"; do
-            if port_busy "${ADDRS[$i]}" "$port"; then
-                fail "setup" "${ADDRS[$i]}:$port free" "something already listens there (another run?)"
-                lb_finish
-            fi
-        done
-    done
+    cluster_ports_free setup 0 || lb_finish
     cluster_launch
 }
 
 # fo_election: step 1; sets P
 fo_election() {
     local i
-    if wait_primary 30 0 -1; then
-        pass
-    else
-        fail "1: election" "exactly one agent with role primary and service running within 30 s" "$WAIT_SEEN"
-        give_up
-    fi
+    assert_primary "1: election" 30 0 -1 "exactly one agent with role primary and service running within 30 s" || give_up
     P=$PRIMARY
     lb_info "1: ${HOSTS[$P]} is primary (epoch $PRIMARY_EPOCH, redis pid $PRIMARY_PID) $(($(date +%s) - T0)) s after the start"
     assert_true "1: the primary's service.pid is the redis-server of ${HOSTS[$P]}" \
@@ -77,11 +64,7 @@ fo_election() {
     assert_true "1: the primary's data dir is mounted" "a mount on $(hdir "$P")/data" is_mounted "$(hdir "$P")/data"
     for i in 0 1 2; do
         [ "$i" = "$P" ] && continue
-        if wait_until 30 has_role "$i" peer; then
-            pass
-        else
-            fail "1: ${HOSTS[$i]} is a peer" "role peer within 30 s" "role $ST_ROLE: $(st_line "$i")"
-        fi
+        assert_peer "1: ${HOSTS[$i]} is a peer" "$i"
         assert_true "1: ${HOSTS[$i]} (a peer) has nothing mounted on its data dir" "no mount on $(hdir "$i")/data" \
             not_mounted "$(hdir "$i")/data"
     done
@@ -112,12 +95,7 @@ fo_writer_snapshot() {
 # fo_host_loss CYCLE: step 3, one host loss and the recovery; sets FO_* and R_*
 fo_host_loss() {
     local c="3.$1" AP EP D N pid at_new f
-    if wait_primary 30 0 -1; then
-        pass
-    else
-        fail "$c: a primary before the kill" "exactly one primary with service running within 30 s" "$WAIT_SEEN"
-        give_up
-    fi
+    assert_primary "$c: a primary before the kill" 30 0 -1 || give_up
     P=$PRIMARY
     EP=$PRIMARY_EPOCH
     AP=${AGENT_PIDS[$P]}
@@ -148,12 +126,8 @@ fo_host_loss() {
     chmod 755 "$(hdir "$P")/backing"
     lb_info "$c: ${HOSTS[$P]}'s disk is gone: data dir unmounted, backing and journal dirs deleted"
 
-    if wait_primary 30 $((EP + 1)) "$P"; then
-        pass
-    else
-        fail "$c: failover" "another host primary with epoch > $EP and service running within 30 s" "$WAIT_SEEN"
+    assert_primary "$c: failover" 30 $((EP + 1)) "$P" "another host primary with epoch > $EP and service running within 30 s" ||
         give_up
-    fi
     FO_T_UP=$(date +%s.%N)
     N=$PRIMARY
     FO_NEW=$N FO_NEW_EPOCH=$PRIMARY_EPOCH
@@ -184,11 +158,7 @@ fo_host_loss() {
 
     # the lost host comes back on its empty disk, with the same config
     agent_start "$P"
-    if wait_until 30 has_role "$P" peer; then
-        pass
-    else
-        fail "$c: ${HOSTS[$P]} rejoins as a peer" "role peer within 30 s" "role $ST_ROLE: $(st_line "$P")"
-    fi
+    assert_peer "$c: ${HOSTS[$P]} rejoins as a peer" "$P"
     assert_true "$c: the primary ${HOSTS[$N]} sees ${HOSTS[$P]} connected" \
         "peers[${HOSTS[$P]}].connected true within 30 s" wait_until 30 peer_connected "$N" "$P"
     lb_info "$c: $(st_line "$N")"
@@ -198,12 +168,7 @@ fo_host_loss() {
 # fo_check_all: step 4
 fo_check_all() {
     writer_stop "4" writer "$WRITER"
-    if wait_primary 30 0 -1; then
-        pass
-    else
-        fail "4: a primary for the check" "exactly one primary with service running within 30 s" "$WAIT_SEEN"
-        give_up
-    fi
+    assert_primary "4: a primary for the check" 30 0 -1 || give_up
     assert_true "4: redis answers PING on the primary ${HOSTS[$PRIMARY]}" "PONG within 30 s" wait_until 30 redis_pong "$PRIMARY"
     if [ "$MODE" = sync ]; then
         check_acks "4" "$PRIMARY" none-lost "$ACKS"
@@ -254,11 +219,7 @@ fo_switchover() {
                 wait_until 30 pid_gone "$SPID"
             pid_gone "$SPID" && untrack_service "$SPID"
         fi
-        if wait_until 30 has_role "$S" peer; then
-            pass
-        else
-            fail "5: the old primary ${HOSTS[$S]} is a peer again" "role peer within 30 s" "role $ST_ROLE: $(st_line "$S")"
-        fi
+        assert_peer "5: the old primary ${HOSTS[$S]} is a peer again" "$S"
         assert_true "5: the old primary's data dir is unmounted" "no mount on $(hdir "$S")/data within 30 s" \
             wait_until 30 not_mounted "$(hdir "$S")/data"
         at_new=$(acks_count "$ACKS2")

@@ -25,21 +25,9 @@
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
-    lb_skip "$LB_NAME: redis-server and redis-cli are not installed (scripts/setup.sh)"
-    lb_finish
-fi
-if [ ! -c /dev/fuse ]; then
-    lb_skip "$LB_NAME: /dev/fuse is missing"
-    lb_finish
-fi
-
+lb_need_redis_fuse
 lb_setup
-if [ ! -x "$LIFEBOATD_BIN" ]; then
-    fail "setup" "lifeboatd at $LIFEBOATD_BIN" "no such executable (build it, or set LIFEBOATD_BIN)"
-    lb_finish
-fi
-cp "$LIFEBOATD_BIN" "$LB_TMP/bin/lifeboatd" && LIFEBOATD_BIN="$LB_TMP/bin/lifeboatd"
+lb_need_agent copy
 
 FC="$LB_TESTS_DIR/failover_client.py"
 HOSTS=(h1 h2 h3)
@@ -61,14 +49,7 @@ seed_cleanup() {
 }
 trap seed_cleanup EXIT
 
-for i in 0 1 2; do
-    for port in "$API_PORT" "$PEER_PORT" "$REDIS_PORT"; do
-        if port_busy "${ADDRS[$i]}" "$port"; then
-            fail "setup" "${ADDRS[$i]}:$port free" "something already listens there (another run?)"
-            lb_finish
-        fi
-    done
-done
+cluster_ports_free setup 0 || lb_finish
 mkdir -p "$VOLUME"
 for i in 0 1 2; do
     write_config "$i"
@@ -132,13 +113,10 @@ T0=$(date +%s)
 
 # ---------------------------------------------------------------- 1. the first lease
 
-if wait_primary 60 0 -1; then
-    pass
-else
-    fail "1: election" "exactly one primary with its service running within 60 s" "$WAIT_SEEN"
+assert_primary "1: election" 60 0 -1 "exactly one primary with its service running within 60 s" || {
     assert_true "2: the seed is still on h1" "SEED-README with the token in $H1/backing (or aside)" seed_on_h1
     give_up
-fi
+}
 P=$PRIMARY
 lb_info "1: ${HOSTS[$P]} is primary at epoch $PRIMARY_EPOCH $(($(date +%s) - T0)) s after the start"
 assert_eq "1: the seeded host takes the first lease" h1 "${HOSTS[$P]}"
@@ -148,12 +126,7 @@ assert_true "1: redis answers PING on the primary" "PONG within 30 s" wait_until
 got="$(timeout 10 redis-cli -h "${ADDRS[$P]}" -p "$REDIS_PORT" get lifeboat:seed 2>&1)"
 assert_eq "1: the primary serves the seeded key" "$SEED_VALUE" "$got"
 for i in 0 1 2; do
-    [ "$i" = "$P" ] && continue
-    if wait_until 30 has_role "$i" peer; then
-        pass
-    else
-        fail "1: ${HOSTS[$i]} is a peer" "role peer within 30 s" "role $ST_ROLE: $(st_line "$i")"
-    fi
+    [ "$i" = "$P" ] || assert_peer "1: ${HOSTS[$i]} is a peer" "$i"
 done
 
 # ---------------------------------------------------------------- 2. nothing deleted
@@ -169,12 +142,7 @@ assert_eq "3: a write on the primary is acknowledged" OK "$out"
 host_kill "$P"
 wait_until 10 pid_gone "${AGENT_PIDS[$P]}"
 AGENT_PIDS[$P]=""
-if wait_primary 60 2 "$P"; then
-    pass
-else
-    fail "3: failover" "another host primary with epoch >= 2 within 60 s" "$WAIT_SEEN"
-    give_up
-fi
+assert_primary "3: failover" 60 2 "$P" "another host primary with epoch >= 2 within 60 s" || give_up
 Q=$PRIMARY
 lb_info "3: ${HOSTS[$Q]} is primary at epoch $PRIMARY_EPOCH; recovery from snapshot $(st_field "$Q" last_recovery.snapshot_position)"
 assert_true "3: redis answers PING on the new primary" "PONG within 30 s" wait_until 30 redis_pong "$Q"

@@ -25,17 +25,12 @@ lb_setup
 lb_need_agent copy
 T0=$(date +%s)
 
-
-# mounts_on DIR: how many mounts sit exactly on DIR (from mountinfo: works on dead mounts too)
-mounts_on() {
-    awk -v p="$1" '$5 == p { n++ } END { print n + 0 }' /proc/self/mountinfo
-}
+# (mounts_on and not_mounted: scripts/lib/common.sh)
 # mount_desc DIR: "fstype source" of every mount on DIR, for messages
 mount_desc() {
     awk -v p="$1" '$5 == p { for (i = 7; i <= NF; i++) if ($i == "-") { printf "%s %s; ", $(i + 1), $(i + 2); break } }' \
         /proc/self/mountinfo
 }
-not_mounted() { [ "$(mounts_on "$1")" = 0 ]; }
 
 # deleted_fds PID: the targets of PID's descriptors that name deleted files, on one line
 deleted_fds() {
@@ -44,16 +39,6 @@ deleted_fds() {
         t="$(readlink "$f" 2>/dev/null)"
         [[ "$t" == *" (deleted)" ]] && printf '%s; ' "$t"
     done
-}
-
-# wait_unmounted DIR SECONDS: true as soon as nothing is mounted on DIR
-wait_unmounted() {
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do
-        not_mounted "$1" && return 0
-        sleep 0.1
-    done
-    not_mounted "$1"
 }
 
 # journal_ok NAME DIR: `lifeboat journal --dir DIR` and `--json` exit 0; sets JOURNAL_RECORDS
@@ -82,7 +67,7 @@ replay_matches() {
     else
         fail "$1: digest of the whole journal replayed onto an empty dir equals the data dir's" "'$3'" "'$d'"
         lb_info "differences (path: backing != replayed; mode uid gid mtime_ns size nlink xattrs):"
-        python3 "$LB_TMP/metadiff.py" "$LB_CAP_BACKING" "$target" 2>&1 | sed 's/^/#   /'
+        python3 "$LB_LIB_DIR/treecmp.py" --nlink "$LB_CAP_BACKING" "$target" 2>&1 | sed 's/^/#   /'
         diff -rq --no-dereference "$LB_CAP_BACKING" "$target" 2>&1 | head -n 5 | sed 's/^/#   /'
     fi
 }
@@ -198,36 +183,6 @@ print("errors: %s" % ("; ".join(errors) or "none"))
 print("not yet in the journal when the call returned: %s" % (", ".join(late) or "none"))
 EOF
 
-# metadiff.py A B: the first entries (the root included) whose metadata or size differ
-cat >"$LB_TMP/metadiff.py" <<'EOF'
-import os, stat, sys
-def meta(root):
-    out = {}
-    for dirpath, dirs, files in os.walk(root):
-        for name in [None] + dirs + files:
-            p = dirpath if name is None else os.path.join(dirpath, name)
-            if name is None and dirpath != root: continue
-            rel = os.path.relpath(p, root)
-            st = os.lstat(p)
-            x = {}
-            try:
-                for k in os.listxattr(p, follow_symlinks=False):
-                    if not k.startswith("trusted.lifeboat."):
-                        x[k] = os.getxattr(p, k, follow_symlinks=False)
-            except OSError:
-                pass
-            out[rel] = (stat.filemode(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns,
-                        None if stat.S_ISDIR(st.st_mode) else st.st_size, st.st_nlink if not stat.S_ISDIR(st.st_mode) else None, tuple(sorted(x.items())))
-    return out
-a, b = meta(sys.argv[1]), meta(sys.argv[2])
-n = 0
-for k in sorted(set(a) | set(b)):
-    if a.get(k) != b.get(k):
-        print("%s: %s != %s" % (k, a.get(k), b.get(k)))
-        n += 1
-        if n >= 8: break
-EOF
-
 # ---------------------------------------------------------------- 6 (API) and 3: a running agent
 
 W="kill"
@@ -278,22 +233,11 @@ assert_match "3: fsync, fdatasync and fsyncdir reach the agent (their record is 
 
 FILE="$LB_CAP_DATA/records.dat"
 TAGS=()
-# restart_agent CYCLE: lb_capture_start, then waits (30 s) for this agent's "mounted over" log
-# line: lb_capture_start's `mountpoint -q` also says yes to a dead mount left by a killed agent.
-# Returns 1 (after a FAIL naming the agent's error) if the agent exits or never mounts.
+# restart_agent CYCLE: lb_capture_remount as one assertion; returns 1 (after a FAIL naming the
+# agent's error) if the agent exits or never mounts. (lb_capture_config's mkdir/chmod of a dead
+# mount complain on stderr: not lifeboatd's.)
 restart_agent() {
-    local before i
-    before=$(grep -c 'mounted over' "$LB_CAP_DIR/agent.log")
-    # (lb_capture_config's mkdir/chmod of a dead mount complain on stderr: not lifeboatd's)
-    lb_capture_start "$W" 2>"$LB_TMP/restart.err"
-    for ((i = 0; i < 300; i++)); do
-        if [ "$(grep -c 'mounted over' "$LB_CAP_DIR/agent.log")" -gt "$before" ]; then
-            pass
-            return 0
-        fi
-        lb_is_running "$LB_CAP_PID" || break
-        sleep 0.1
-    done
+    if lb_capture_remount "$W"; then pass && return 0; fi
     lb_wait_pid "$LB_CAP_PID" 1
     fail "1.$1: lifeboatd restarted on the same dirs after the SIGKILL mounts the data dir (clearing a mount the killed agent left)" \
         "a new mount within 30 s" "agent exit $LB_WAIT_RC; its log: $(grep -v '^20' "$LB_CAP_DIR/agent.log" | tail -n 2)"
@@ -379,7 +323,7 @@ for cycle in 1 2 3 4 5; do
         if [ -n "$helper" ]; then
             assert_eq "1.$cycle: without its helper the killed agent's mount stays (a dead mount)" 1 "$(mounts_on "$DATA_REAL")"
             sleep 1.2
-        elif wait_unmounted "$DATA_REAL" 60; then
+        elif WAIT_POLL=0.1 wait_until 60 not_mounted "$DATA_REAL"; then
             # auto_unmount: fusermount3 removes the mount. A bound, not a timing goal: its
             # helper was seen taking over 10 s on a loaded 2-core VM (the connection was
             # already aborted and the mount gone right after), so wait up to 60 s for it.
@@ -557,17 +501,7 @@ LB_AGENT_PORT_NEXT=$((LB_AGENT_PORT_NEXT + 1))
 # base_config FILE: a valid config; the line numbers matter for the cases below
 base_config() {
     mkdir -p "$(dirname "$1")"
-    cat >"$1" <<YAML
-host: test-host
-listen: 127.0.0.1:$BAD_PORT
-repository: $B/repo
-workloads:
-  - name: bad
-    capture: fuse
-    data_dir: $B/data
-    backing_dir: $B/backing
-    journal_dir: $B/journal
-YAML
+    agent_yaml "$1" test-host "127.0.0.1:$BAD_PORT" "$B/repo" bad "$B/data" "$B/backing" "$B/journal"
 }
 
 # refused CASE CONFIG ERE [DATA_DIR]: lifeboatd --config CONFIG exits 2 with one stderr line

@@ -12,7 +12,6 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 lb_setup
-not_mounted() { ! mountpoint -q "$LB_CAP_DATA"; }
 
 PGBIN="${PGBIN:-/usr/lib/postgresql/15/bin}"
 lb_need_agent copy
@@ -84,13 +83,7 @@ pg_stop() {
 }
 
 # give_up: the rest cannot run without postgres
-give_up() {
-    echo "# postgres log:"
-    tail -n 15 "$PGLOG" | sed 's/^/#   /'
-    echo "# agent log:"
-    tail -n 15 "$LB_CAP_DIR/agent.log" | sed 's/^/#   /'
-    lb_finish
-}
+give_up() { lb_give_up postgres "$PGLOG" agent "$LB_CAP_DIR/agent.log"; }
 
 # pgbench ARGS...: as the postgres role, over the socket; output in $LB_TMP/pgbench.out
 pgbench() {
@@ -202,9 +195,7 @@ STATE2="$STATE"
 
 pg_stop fast "fast shutdown before the agent restart"
 checksums "before the agent restart, through the mount" "$PGDATA"
-lb_capture_stop
-assert_exit "lifeboatd stops on SIGTERM with exit 0" 0 "$LB_WAIT_RC" "$LB_CAP_DIR/agent.log"
-assert_true "after the agent stops, the data dir is no longer a mountpoint" "not a mountpoint" not_mounted
+lb_capture_down "lifeboatd stops on SIGTERM with exit 0" "after the agent stops, the data dir is no longer a mountpoint"
 checksums "the backing dir alone, agent stopped" "$LB_CAP_BACKING/pg"
 assert_match "the backing dir's control file says the cluster was shut down" \
     'Database cluster state: +shut down$' "$("$PGBIN/pg_controldata" -D "$LB_CAP_BACKING/pg" 2>&1 | grep 'cluster state')"
@@ -218,8 +209,7 @@ pgbench_run "run 3" -n -c 2 -j 2 -t 300
 verify "after run 3"
 assert_eq "after run 3: pgbench_history grew by the transactions pgbench counted" "$((before + PROCESSED))" "$HISTORY"
 pg_stop fast "final fast shutdown"
-lb_capture_stop
-assert_exit "lifeboatd stops on SIGTERM with exit 0 (second run)" 0 "$LB_WAIT_RC" "$LB_CAP_DIR/agent.log"
+lb_capture_down "lifeboatd stops on SIGTERM with exit 0 (second run)"
 checksums "the backing dir alone, end" "$LB_CAP_BACKING/pg"
 lb_info "took $(($(date +%s) - t0)) s"
 

@@ -10,7 +10,6 @@ set -uo pipefail
 
 lb_setup
 has_manifest() { compgen -G "$LB_CAP_BACKING/redis/appendonlydir/*.manifest" >/dev/null; }
-not_mounted() { ! mountpoint -q "$LB_CAP_DATA"; }
 
 lb_need_agent copy
 command -v redis-server >/dev/null || { fail "setup" "redis-server installed (scripts/setup.sh)" "not found"; lb_finish; }
@@ -188,13 +187,7 @@ redis_write() {
 }
 
 # give_up: the rest cannot run without redis
-give_up() {
-    echo "# redis log:"
-    tail -n 15 "$LB_TMP/redis.log" | sed 's/^/#   /'
-    echo "# agent log:"
-    tail -n 15 "$LB_CAP_DIR/agent.log" | sed 's/^/#   /'
-    lb_finish
-}
+give_up() { lb_give_up redis "$LB_TMP/redis.log" agent "$LB_CAP_DIR/agent.log"; }
 
 # ---------------------------------------------------------------- run 1: SIGKILL mid-write
 
@@ -242,16 +235,13 @@ assert_exit "redis stops on SIGTERM with exit 0" 0 "$LB_WAIT_RC"
 
 # ---------------------------------------------------------------- agent restart, run 2
 
-lb_capture_stop
-assert_exit "lifeboatd stops on SIGTERM with exit 0" 0 "$LB_WAIT_RC" "$LB_CAP_DIR/agent.log"
-assert_true "after the agent stops, the data dir is no longer a mountpoint" "not a mountpoint" not_mounted
+lb_capture_down "lifeboatd stops on SIGTERM with exit 0" "after the agent stops, the data dir is no longer a mountpoint"
 assert_true "the backing dir holds redis's AOF manifest" "a file $LB_CAP_BACKING/redis/appendonlydir/*.manifest" \
     has_manifest
-SUMS="$(cd "$LB_CAP_BACKING/redis" && find . -type f -printf '%P\n' | LC_ALL=C sort | xargs -r sha256sum)"
+SUMS="$(lb_file_sums "$LB_CAP_BACKING/redis")"
 
 lb_capture_up redis "restart lifeboatd" "the data dir mounted again within 30 s"
-assert_eq "after the agent restart, the mount shows the same AOF bytes" "$SUMS" \
-    "$(cd "$LB_CAP_DATA/redis" && find . -type f -printf '%P\n' | LC_ALL=C sort | xargs -r sha256sum)"
+assert_eq "after the agent restart, the mount shows the same AOF bytes" "$SUMS" "$(lb_file_sums "$LB_CAP_DATA/redis")"
 redis_start "start redis after the agent restart" || give_up
 redis_check "after the agent restart" "$LOGS/a" "$LOGS/b" "$LOGS/c"
 assert_eq "DBSIZE after the agent restart is as before" "$DBSIZE1" "$(redis-cli -s "$SOCK" dbsize 2>/dev/null)"
@@ -263,8 +253,7 @@ redis_check "after a second SIGKILL" "$LOGS/a" "$LOGS/b" "$LOGS/c" "$LOGS/d"
 kill -TERM "$REDIS_PID"
 lb_wait_pid "$REDIS_PID" 30
 assert_exit "redis stops on SIGTERM with exit 0 (second run)" 0 "$LB_WAIT_RC"
-lb_capture_stop
-assert_exit "lifeboatd stops on SIGTERM with exit 0 (second run)" 0 "$LB_WAIT_RC" "$LB_CAP_DIR/agent.log"
+lb_capture_down "lifeboatd stops on SIGTERM with exit 0 (second run)"
 lb_info "took $(($(date +%s) - t0)) s"
 
 lb_finish

@@ -10,7 +10,6 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 lb_setup
-not_mounted() { ! mountpoint -q "$LB_CAP_DATA"; }
 
 lb_need_agent copy
 
@@ -145,19 +144,10 @@ check() {
 
 content_of() { printf '%s' "$1" | grep -oE 'rows=[0-9]+ content=[0-9a-f]+'; }
 
-# file_sums DIR: "sha256  name" of the regular files below DIR
-file_sums() {
-    (cd "$1" && find . -type f -printf '%P\n' | LC_ALL=C sort | xargs -r sha256sum)
-}
-
 # ---------------------------------------------------------------- in the mount
 
 t0=$(date +%s)
-if ! lb_capture_start sqlite; then
-    fail "start lifeboatd" "the data dir mounted within 30 s" "not mounted (agent log above)"
-    lb_finish
-fi
-pass
+lb_capture_up sqlite
 mkdir -p "$LB_CAP_DATA/db"
 WAL_DB="$LB_CAP_DATA/db/wal.db"
 DEL_DB="$LB_CAP_DATA/db/journal.db"
@@ -181,30 +171,24 @@ WAL_CONTENT="$(content_of "$CHECK_OUT")"
 check "in the mount" "$DEL_DB" "$M/del-a.json"
 DEL_CONTENT="$(content_of "$CHECK_OUT")"
 lb_info "wal.db: $WAL_CONTENT; journal.db: $DEL_CONTENT"
-MOUNT_SUMS="$(file_sums "$LB_CAP_DATA/db")"
+MOUNT_SUMS="$(lb_file_sums "$LB_CAP_DATA/db")"
 
 # ---------------------------------------------------------------- agent stopped: the backing dir
 
-lb_capture_stop
-assert_exit "lifeboatd stops on SIGTERM with exit 0" 0 "$LB_WAIT_RC" "$LB_CAP_DIR/agent.log"
-assert_true "after the agent stops, the data dir is no longer a mountpoint" "not a mountpoint" not_mounted
+lb_capture_down "lifeboatd stops on SIGTERM with exit 0" "after the agent stops, the data dir is no longer a mountpoint"
 assert_eq "backing dir holds the same files and bytes as the mount showed" "$MOUNT_SUMS" \
-    "$(file_sums "$LB_CAP_BACKING/db")"
+    "$(lb_file_sums "$LB_CAP_BACKING/db")"
 check "in the backing dir" "$LB_CAP_BACKING/db/wal.db"
 assert_eq "wal.db opened in the backing dir: same content as in the mount" "$WAL_CONTENT" "$(content_of "$CHECK_OUT")"
 check "in the backing dir" "$LB_CAP_BACKING/db/journal.db"
 assert_eq "journal.db opened in the backing dir: same content as in the mount" "$DEL_CONTENT" "$(content_of "$CHECK_OUT")"
 assert_eq "reading the databases read-only left the backing dir unchanged" "$MOUNT_SUMS" \
-    "$(file_sums "$LB_CAP_BACKING/db")"
+    "$(lb_file_sums "$LB_CAP_BACKING/db")"
 
 # ---------------------------------------------------------------- agent restarted
 
-if ! lb_capture_start sqlite; then
-    fail "restart lifeboatd" "the data dir mounted again within 30 s" "not mounted (agent log above)"
-    lb_finish
-fi
-pass
-assert_eq "after the restart, the mount shows the same files and bytes" "$MOUNT_SUMS" "$(file_sums "$LB_CAP_DATA/db")"
+lb_capture_up sqlite "restart lifeboatd" "the data dir mounted again within 30 s"
+assert_eq "after the restart, the mount shows the same files and bytes" "$MOUNT_SUMS" "$(lb_file_sums "$LB_CAP_DATA/db")"
 check "after the agent restart" "$WAL_DB" "$M/wal-b.json" "$M/wal-c.json"
 assert_eq "wal.db after the agent restart: same content" "$WAL_CONTENT" "$(content_of "$CHECK_OUT")"
 check "after the agent restart" "$DEL_DB" "$M/del-a.json"
@@ -224,12 +208,11 @@ check "after more transactions" "$WAL_DB" "$M/wal-d.json" "$M/wal-e.json"
 WAL_CONTENT="$(content_of "$CHECK_OUT")"
 check "after more transactions" "$DEL_DB" "$M/del-b.json"
 DEL_CONTENT="$(content_of "$CHECK_OUT")"
-MOUNT_SUMS="$(file_sums "$LB_CAP_DATA/db")"
+MOUNT_SUMS="$(lb_file_sums "$LB_CAP_DATA/db")"
 
-lb_capture_stop
-assert_exit "lifeboatd stops on SIGTERM with exit 0 (second run)" 0 "$LB_WAIT_RC" "$LB_CAP_DIR/agent.log"
+lb_capture_down "lifeboatd stops on SIGTERM with exit 0 (second run)"
 assert_eq "backing dir holds the same bytes as the mount showed (second run)" "$MOUNT_SUMS" \
-    "$(file_sums "$LB_CAP_BACKING/db")"
+    "$(lb_file_sums "$LB_CAP_BACKING/db")"
 check "in the backing dir (second run)" "$LB_CAP_BACKING/db/wal.db"
 assert_eq "wal.db in the backing dir (second run): same content as in the mount" "$WAL_CONTENT" "$(content_of "$CHECK_OUT")"
 check "in the backing dir (second run)" "$LB_CAP_BACKING/db/journal.db"

@@ -28,15 +28,8 @@ declare -A EXPECT=() # snapshot id -> tree it must restore to
 
 # start_bg NAME ENV... -- ARGS... : lifeboat in the background; pid in BG_PID, output in $LB_TMP/NAME.{out,err}
 start_bg() {
-    local name=$1
-    shift
-    local envs=()
-    while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do
-        envs+=("$1")
-        shift
-    done
-    shift
-    env "${envs[@]+"${envs[@]}"}" "$LIFEBOAT_BIN" "$@" >"$LB_TMP/$name.out" 2>"$LB_TMP/$name.err" </dev/null &
+    lb_split_env "${@:2}"
+    env "${LB_ENVS[@]+"${LB_ENVS[@]}"}" "$LIFEBOAT_BIN" "${LB_ARGS[@]}" >"$LB_TMP/$1.out" 2>"$LB_TMP/$1.err" </dev/null &
     BG_PID=$!
     LB_PIDS+=("$BG_PID")
 }

@@ -47,28 +47,19 @@ ROUND=0
 
 # ------------------------------------------------------------------ helpers
 
-# run OUT ERR ARGS... with the test's lease; retries once after the lease if refused as locked
-# (the lock of a killed process stays until it is stale).
-run_lb() {
-    lb_env "$OUT" "$ERR" "LIFEBOAT_LOCK_LEASE_SECONDS=$CRASH_LEASE" -- "$@"
-    if [ "$LB_RC" -eq 11 ]; then
-        LOCK_RETRIES=$((LOCK_RETRIES + 1))
-        sleep "$((CRASH_LEASE + 1))"
-        lb_env "$OUT" "$ERR" "LIFEBOAT_LOCK_LEASE_SECONDS=$CRASH_LEASE" -- "$@"
-    fi
-}
-
-# run with a crash point (no retry: a refusal is reported as such)
+# run_crash POINT ARGS...: lifeboat ARGS (OUT, ERR) with the test's lease and, unless POINT is
+# "", LIFEBOAT_CRASH_AT=POINT; retried once after the lease when refused as locked (the lock of
+# a killed process stays until it is stale). run_lb ARGS...: the same without a crash point.
 run_crash() {
-    local point=$1
-    shift
-    lb_env "$OUT" "$ERR" "LIFEBOAT_LOCK_LEASE_SECONDS=$CRASH_LEASE" "LIFEBOAT_CRASH_AT=$point" -- "$@"
-    if [ "$LB_RC" -eq 11 ]; then
-        LOCK_RETRIES=$((LOCK_RETRIES + 1))
-        sleep "$((CRASH_LEASE + 1))"
-        lb_env "$OUT" "$ERR" "LIFEBOAT_LOCK_LEASE_SECONDS=$CRASH_LEASE" "LIFEBOAT_CRASH_AT=$point" -- "$@"
-    fi
+    local envs=("LIFEBOAT_LOCK_LEASE_SECONDS=$CRASH_LEASE")
+    [ -z "$1" ] || envs+=("LIFEBOAT_CRASH_AT=$1")
+    lb_env "$OUT" "$ERR" "${envs[@]}" -- "${@:2}"
+    [ "$LB_RC" -eq 11 ] || return 0
+    LOCK_RETRIES=$((LOCK_RETRIES + 1))
+    sleep "$((CRASH_LEASE + 1))"
+    lb_env "$OUT" "$ERR" "${envs[@]}" -- "${@:2}"
 }
+run_lb() { run_crash "" "$@"; }
 
 # run in the background and SIGKILL after a random 0-300 ms; exit code in LB_RC
 run_random_kill() {

@@ -131,28 +131,16 @@ agent_kill() {
 # primary with redis running, two peers the primary sees connected. Sets P (the primary's
 # index). Returns 1 (after a failed assertion) when it does not come up.
 cluster_up() {
-    local n=$1 i port
+    local n=$1 i
     CASE="$n"
     MODE=$2
     ON_SYNC_TIMEOUT=$3
     FO_DIR="$LB_TMP/c$n"
     VOLUME="$FO_DIR/volume"
     SERVICE_PIDS=()
-    for i in 0 1 2; do
-        for port in "$API_PORT" "$PEER_PORT" "$REDIS_PORT"; do
-            if ! wait_until 15 eval "! port_busy ${ADDRS[$i]} $port"; then
-                fail "$n: setup" "${ADDRS[$i]}:$port free" "something still listens there (another run?)"
-                return 1
-            fi
-        done
-    done
+    cluster_ports_free "$n: setup" 15 || return 1
     cluster_launch
-    if wait_primary 30 0 -1; then
-        pass
-    else
-        fail "$n: election" "exactly one agent with role primary and service running within 30 s" "$WAIT_SEEN"
-        return 1
-    fi
+    assert_primary "$n: election" 30 0 -1 "exactly one agent with role primary and service running within 30 s" || return 1
     P=$PRIMARY
     assert_true "$n: redis answers PING on the primary ${HOSTS[$P]}" "PONG within 30 s" wait_until 30 redis_pong "$P"
     for i in 0 1 2; do
@@ -257,9 +245,7 @@ case_2() {
         fail "2: writes are acknowledged again once ${HOSTS[$R]} is back" "an acknowledged write within 30 s" \
             "none; ${HOSTS[$P]}: $(st_line "$P"); writer: $(tail -n 2 "$LB_TMP/c2-writer.out")"
     fi
-    if wait_until 30 has_role "$R" peer; then pass; else
-        fail "2: ${HOSTS[$R]} rejoins as a peer" "role peer within 30 s" "role $ST_ROLE: $(st_line "$R")"
-    fi
+    assert_peer "2: ${HOSTS[$R]} rejoins as a peer" "$R"
     assert_true "2: 50 more writes are acknowledged with ${HOSTS[$R]} back" "within 30 s" \
         wait_until 30 acks_above "$ACKS" $((at + 50))
     writer_stop 2 c2-writer "$W"
@@ -311,13 +297,11 @@ case_4() {
     kill -STOP "$AP"
     lb_info "4: SIGSTOP to ${HOSTS[$P]}'s agent (pid $AP, epoch $EP, redis pid $OLD_REDIS) after $(acks_count "$ACKS") acknowledged writes"
     # (a status read of the frozen agent takes its 3 s timeout: the wait starts at once)
-    if wait_primary $((3 * LEASE_TTL_S + 30)) $((EP + 1)) "$P"; then
-        pass
-    else
-        fail "4: failover from the frozen primary" "another host primary with epoch > $EP and service running, within 3 x lease_ttl + 30 s" "$WAIT_SEEN"
+    assert_primary "4: failover from the frozen primary" $((3 * LEASE_TTL_S + 30)) $((EP + 1)) "$P" \
+        "another host primary with epoch > $EP and service running, within 3 x lease_ttl + 30 s" || {
         kill -CONT "$AP"
         return
-    fi
+    }
     t_seen=$(now)
     while ! fgt "$(fsub "$(now)" "$t_stop")" $((3 * LEASE_TTL_S)); do sleep 0.1; done
     N=$PRIMARY NE=$PRIMARY_EPOCH
@@ -332,11 +316,7 @@ case_4() {
     t_cont=$(now)
     kill -CONT "$AP"
     lb_info "4: ${HOSTS[$N]} is primary (epoch $NE, redis pid $PRIMARY_PID), its epoch started $(fsub "$t_epoch" "$t_stop") s after the SIGSTOP; SIGCONT after $stopped s"
-    if wait_until 30 has_role "$P" peer; then
-        pass
-    else
-        fail "4: the old primary ${HOSTS[$P]} is a peer after SIGCONT" "role peer within 30 s" "role $ST_ROLE: $(st_line "$P")"
-    fi
+    assert_peer "4: the old primary ${HOSTS[$P]} is a peer after SIGCONT" "$P"
     assert_true "4: the old primary's data dir is unmounted" "no mount on $(hdir "$P")/data within 30 s" \
         wait_until 30 not_mounted "$(hdir "$P")/data"
     if is_int "$OLD_REDIS"; then

@@ -101,6 +101,16 @@ lb_finish() {
 }
 
 lb_skip() { echo "SKIP $*"; }
+# lb_give_up NAME LOG [NAME LOG]...: the last 15 lines of each log (on "#" lines), then lb_finish
+# (a test whose service did not come up cannot go on)
+lb_give_up() {
+    while [ "$#" -ge 2 ]; do
+        echo "# $1 log:"
+        tail -n 15 "$2" | sed 's/^/#   /'
+        shift 2
+    done
+    lb_finish
+}
 lb_info() { echo "# $*"; }
 
 # ---------------------------------------------------------------- assertions
@@ -182,15 +192,7 @@ assert_one_line() {
 
 # lb OUT ERR ARGS... : runs lifeboat in the foreground (with a timeout); exit code in LB_RC.
 # A lifeboat that hangs past LB_CMD_TIMEOUT gives LB_RC=124.
-lb() {
-    local out=$1 err=$2
-    shift 2
-    {
-        timeout -k 10 "$LB_CMD_TIMEOUT" "$LIFEBOAT_BIN" "$@" >"$out" 2>"$err" </dev/null
-        LB_RC=$?
-    } 2>/dev/null
-    return 0
-}
+lb() { lb_env "$1" "$2" -- "${@:3}"; }
 
 # lb_ok NAME ARGS...: lb "$OUT" "$ERR" ARGS, and the assertion NAME that it exits 0
 lb_ok() {
@@ -202,19 +204,19 @@ lb_ok() {
 
 # lb_env OUT ERR VAR=VALUE... -- ARGS... : like lb with extra environment.
 lb_env() {
-    local out=$1 err=$2
-    shift 2
-    local envs=()
-    while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do
-        envs+=("$1")
-        shift
-    done
-    shift
+    lb_split_env "${@:3}"
     {
-        timeout -k 10 "$LB_CMD_TIMEOUT" env "${envs[@]+"${envs[@]}"}" "$LIFEBOAT_BIN" "$@" >"$out" 2>"$err" </dev/null
+        timeout -k 10 "$LB_CMD_TIMEOUT" env "${LB_ENVS[@]+"${LB_ENVS[@]}"}" "$LIFEBOAT_BIN" "${LB_ARGS[@]+"${LB_ARGS[@]}"}" \
+            >"$1" 2>"$2" </dev/null
         LB_RC=$?
     } 2>/dev/null
     return 0
+}
+# lb_split_env VAR=VALUE... -- ARGS...: LB_ENVS=(the VAR=VALUEs), LB_ARGS=(the ARGS)
+lb_split_env() {
+    LB_ENVS=()
+    while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do LB_ENVS+=("$1") && shift; done
+    LB_ARGS=("${@:2}")
 }
 
 # lb_last_line FILE: last non-empty line, trimmed
@@ -319,30 +321,9 @@ make_tree() {
     touch -d '2012-12-12 12:12:12' "$d"
 }
 
-# lb_meta DIR: one line per entry below DIR: name|type|mode|uid|gid|mtime|size|links
-# (size and link count are left out for directories: they depend on the filesystem)
-lb_meta() {
-    (cd "$1" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
-        xargs -0 -r stat -c '%n|%F|%a|%u|%g|%Y|%s|%h') |
-        awk -F'|' 'BEGIN { OFS = "|" } $2 == "directory" { $7 = "-"; $8 = "-" } { print }'
-}
-
-# lb_link_groups DIR: groups of paths that are hard links of one another
-lb_link_groups() {
-    (cd "$1" && find . -mindepth 1 ! -type d -links +1 -printf '%i %P\n') | LC_ALL=C sort |
-        awk '{ ino = $1; sub(/^[^ ]+ /, ""); g[ino] = (ino in g) ? g[ino] "," $0 : $0 }
-             END { for (i in g) print g[i] }' | LC_ALL=C sort
-}
-
-# lb_xattrs DIR: user.* xattrs of every entry, in path order
-lb_xattrs() {
-    (cd "$1" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
-        xargs -0 -r getfattr -h -d -m '^user\.' 2>/dev/null)
-}
-
 # trees_equal NAME EXPECTED_DIR ACTUAL_DIR [EXPECTED_DIGEST]
 # Three assertions: `lifeboat digest` equal; `diff -r --no-dereference` clean; and an
-# independent metadata comparison (stat per path, hard-link groups, user xattrs).
+# independent metadata comparison of what is below the roots (scripts/lib/treecmp.py).
 trees_equal() {
     local name=$1 a=$2 b=$3 da=${4:-} db
     if [ -z "$da" ]; then da="$(lb_digest "$a")"; fi
@@ -358,14 +339,10 @@ trees_equal() {
     else
         fail "$name: diff -r --no-dereference $a $b" "no differences" "$(head -n 5 "$dout")"
     fi
-    local ma mb
-    ma="$(lb_meta "$a"; echo "--links"; lb_link_groups "$a"; echo "--xattrs"; lb_xattrs "$a")"
-    mb="$(lb_meta "$b"; echo "--links"; lb_link_groups "$b"; echo "--xattrs"; lb_xattrs "$b")"
-    if [ "$ma" == "$mb" ]; then
+    if dout="$(python3 "$LB_LIB_DIR/treecmp.py" --below --mtime-s --nlink --link-groups --xattrs user --max 6 "$a" "$b" 2>&1)"; then
         pass
     else
-        fail "$name: metadata (stat %a %u %g %Y %s, hard links, xattrs)" "same as source" \
-            "$(diff <(printf '%s\n' "$ma") <(printf '%s\n' "$mb") | grep '^[<>]' | head -n 6)"
+        fail "$name: metadata (mode, owner, mtime s, size, links, hard links, user xattrs)" "same as source" "$dout"
     fi
 }
 
@@ -457,19 +434,9 @@ lb_capture_config() {
     mkdir -p "$LB_CAP_DATA" "$LB_CAP_BACKING" "$LB_CAP_DIR/volume"
     chmod 755 "$LB_CAP_DIR" "$LB_CAP_DATA" "$LB_CAP_BACKING"
     if [ ! -f "$LB_CAP_CONFIG" ]; then
-        local port=$LB_AGENT_PORT_NEXT
+        agent_yaml "$LB_CAP_CONFIG" test-host "127.0.0.1:$LB_AGENT_PORT_NEXT" "$LB_CAP_REPO" \
+            "$name" "$LB_CAP_DATA" "$LB_CAP_BACKING" "$LB_CAP_JOURNAL"
         LB_AGENT_PORT_NEXT=$((LB_AGENT_PORT_NEXT + 1))
-        cat >"$LB_CAP_CONFIG" <<YAML
-host: test-host
-listen: 127.0.0.1:$port
-repository: $LB_CAP_REPO
-workloads:
-  - name: $name
-    capture: fuse
-    data_dir: $LB_CAP_DATA
-    backing_dir: $LB_CAP_BACKING
-    journal_dir: $LB_CAP_JOURNAL
-YAML
     fi
     LB_CAP_URL="http://$(awk '/^listen:/ { print $2 }' "$LB_CAP_CONFIG")"
 }
@@ -506,6 +473,25 @@ lb_capture_up() {
     pass
 }
 
+# lb_capture_remount NAME: lb_capture_start NAME (its stderr in $LB_TMP/remount.err), then waits
+# (30 s) for this agent's own "mounted over" log line: `mountpoint -q` also says yes to the dead
+# mount a killed agent left. Sets LB_CAP_HELPER (the agent's fusermount3 child, if any).
+# Returns 1 if the agent exits or never mounts.
+lb_capture_remount() {
+    local log="$LB_TMP/$1/agent.log" before=0 i
+    [ -f "$log" ] && before=$(grep -c 'mounted over' "$log")
+    lb_capture_start "$1" 2>"$LB_TMP/remount.err"
+    for ((i = 0; i < 300; i++)); do
+        if [ "$(grep -c 'mounted over' "$log")" -gt "$before" ]; then
+            LB_CAP_HELPER="$(pgrep -P "$LB_CAP_PID" -x fusermount3 | head -n 1)"
+            return 0
+        fi
+        lb_is_running "$LB_CAP_PID" || break
+        sleep 0.1
+    done
+    return 1
+}
+
 # lb_capture_ready: the data dir is mounted by the agent
 lb_capture_ready() {
     mountpoint -q "$LB_CAP_DATA"
@@ -516,3 +502,15 @@ lb_capture_stop() {
     kill -TERM "$LB_CAP_PID" 2>/dev/null
     lb_wait_pid "$LB_CAP_PID" 30
 }
+
+# lb_capture_down NAME [UNMOUNTED_NAME]: lb_capture_stop, and the assertion NAME that the agent
+# exits 0; with UNMOUNTED_NAME also that assertion: the data dir is no longer a mountpoint
+lb_capture_down() {
+    lb_capture_stop
+    assert_exit "$1" 0 "$LB_WAIT_RC" "$LB_CAP_DIR/agent.log"
+    [ -z "${2:-}" ] || assert_true "$2" "not a mountpoint" lb_capture_unmounted
+}
+lb_capture_unmounted() { ! mountpoint -q "$LB_CAP_DATA"; }
+
+# lb_file_sums DIR: "sha256  path" of every regular file below DIR, sorted by path
+lb_file_sums() { (cd "$1" && find . -type f -printf '%P\n' | LC_ALL=C sort | xargs -r sha256sum); }

@@ -21,76 +21,23 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 lb_setup
-if [ ! -x "$LIFEBOATD_BIN" ]; then
-    fail "setup" "lifeboatd at $LIFEBOATD_BIN" "no such executable (build it, or set LIFEBOATD_BIN)"
-    lb_finish
-fi
-cp "$LIFEBOATD_BIN" "$LB_TMP/bin/lifeboatd" && LIFEBOATD_BIN="$LB_TMP/bin/lifeboatd"
+lb_need_agent copy
 T0=$(date +%s)
-
-# Kill our processes and lazily detach every mount below the temp dir (a SIGKILLed agent can
-# leave a dead FUSE mount, which `mountpoint -q` does not see), then the usual cleanup.
-us_cleanup() {
-    local pid m
-    for pid in "${LB_PIDS[@]+"${LB_PIDS[@]}"}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -KILL "$pid" 2>/dev/null
-            wait "$pid" 2>/dev/null
-        fi
-    done
-    if [ -n "$LB_TMP" ]; then
-        while read -r m; do
-            [ -n "$m" ] && umount -l "$m" 2>/dev/null
-        done < <(awk -v t="$LB_TMP" 'index($5, t "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r)
-    fi
-    lb_cleanup
-}
-trap us_cleanup EXIT
-
-mounts_on() { awk -v p="$1" '$5 == p { n++ } END { print n + 0 }' /proc/self/mountinfo; }
-
-# start_agent NAME: starts lifeboatd and waits (30 s) for its "mounted over" line (a dead
-# mount of a killed agent also passes `mountpoint -q`). Returns 1 if it exits or never mounts.
-start_agent() {
-    local before i
-    lb_capture_config "$1"
-    before=0
-    [ -f "$LB_CAP_DIR/agent.log" ] && before=$(grep -c 'mounted over' "$LB_CAP_DIR/agent.log")
-    lb_capture_start "$1" 2>/dev/null
-    for ((i = 0; i < 300; i++)); do
-        if [ "$(grep -c 'mounted over' "$LB_CAP_DIR/agent.log")" -gt "$before" ]; then
-            LB_CAP_HELPER="$(pgrep -P "$LB_CAP_PID" -x fusermount3 | head -n 1)"
-            return 0
-        fi
-        lb_is_running "$LB_CAP_PID" || break
-        sleep 0.1
-    done
-    return 1
-}
+# (lb_cleanup also detaches the dead FUSE mount a SIGKILLed agent can leave; lb_capture_remount
+# starts the agent and sets LB_CAP_HELPER, its fusermount3 auto_unmount helper)
 
 # wait_helper: waits (10 s) until the stopped agent's fusermount3 auto_unmount helper is gone:
 # a helper still running would unmount the *next* agent's mount on the same data dir
-wait_helper() {
-    local i
-    [ -n "${LB_CAP_HELPER:-}" ] || return 0
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$LB_CAP_HELPER" 2>/dev/null || return 0
-        sleep 0.1
-    done
-}
+wait_helper() { [ -z "${LB_CAP_HELPER:-}" ] || WAIT_POLL=0.1 wait_until 10 pid_gone "$LB_CAP_HELPER"; }
 
 # kill_agent: SIGKILL, wait for it, and for the mount to go (auto_unmount), else detach it
 kill_agent() {
-    local i real
+    local real
     real="$(realpath -m "$LB_CAP_DATA")"
     kill -KILL "$LB_CAP_PID" 2>/dev/null
     lb_wait_pid "$LB_CAP_PID" 10
     wait_helper
-    for ((i = 0; i < 50; i++)); do
-        [ "$(mounts_on "$real")" = 0 ] && return 0
-        sleep 0.1
-    done
-    umount -l "$LB_CAP_DATA" 2>/dev/null
+    WAIT_POLL=0.1 wait_until 5 not_mounted "$real" || umount -l "$LB_CAP_DATA" 2>/dev/null
 }
 
 # stop_agent NAME: SIGTERM, exit 0 within 30 s
@@ -109,7 +56,7 @@ digest_matches() {
         pass
     else
         fail "$1" "digest '$want' (of $2)" "'$got' (of $3)"
-        python3 "$LB_TMP/metadiff.py" "$2" "$3" 2>&1 | sed 's/^/#   /'
+        python3 "$LB_LIB_DIR/treecmp.py" --hash --max 6 "$2" "$3" 2>&1 | sed 's/^/#   /'
     fi
 }
 
@@ -130,37 +77,6 @@ rebuilt_matches() {
     digest_matches "$1: replay(${snaps:-0} snapshot(s) + journal) equals the backing dir" "$LB_CAP_BACKING" "$target"
     rm -rf "$target"
 }
-
-cat >"$LB_TMP/metadiff.py" <<'EOF'
-import hashlib, os, stat, sys
-def meta(root):
-    out = {}
-    for dirpath, dirs, files in os.walk(root):
-        for name in [None] + dirs + files:
-            if name is None and dirpath != root: continue
-            p = dirpath if name is None else os.path.join(dirpath, name)
-            st = os.lstat(p)
-            x = {}
-            try:
-                for k in os.listxattr(p, follow_symlinks=False):
-                    if not k.startswith("trusted.lifeboat."):
-                        x[k] = os.getxattr(p, k, follow_symlinks=False)
-            except OSError:
-                pass
-            h = None
-            if stat.S_ISREG(st.st_mode):
-                h = hashlib.sha256(open(p, "rb").read()).hexdigest()[:12]
-            out[os.path.relpath(p, root)] = (stat.filemode(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns,
-                None if stat.S_ISDIR(st.st_mode) else st.st_size, h, tuple(sorted(x.items())))
-    return out
-a, b = meta(sys.argv[1]), meta(sys.argv[2])
-n = 0
-for k in sorted(set(a) | set(b)):
-    if a.get(k) != b.get(k):
-        print("%s: %s != %s" % (k, a.get(k), b.get(k)))
-        n += 1
-        if n >= 6: break
-EOF
 
 # appender.py FILE ACKLOG: numbered 64-byte records, fsync after each; an ack line once it returned
 cat >"$LB_TMP/appender.py" <<'EOF'
@@ -239,7 +155,7 @@ EOF
 # ---------------------------------------------------------------- 1: the sequence of the bug
 
 W="unclean"
-if ! start_agent "$W"; then
+if ! lb_capture_remount "$W"; then
     fail "1: start lifeboatd" "the data dir mounted within 30 s" "$(tail -n 3 "$LB_CAP_DIR/agent.log")"
     lb_finish
 fi
@@ -265,7 +181,7 @@ JOURNAL_ONLY="$(lb_digest "$LB_TMP/journal-only")"
 rm -rf "$LB_TMP/journal-only"
 lb_info "1: after the kill the backing dir $([ "$BEFORE_RESTART" = "$JOURNAL_ONLY" ] && echo equals || echo differs from) the journal's replay (the writes answered without fsync)"
 
-if ! start_agent "$W"; then
+if ! lb_capture_remount "$W"; then
     fail "1: lifeboatd starts again after the SIGKILL" "the data dir mounted within 30 s" \
         "$(grep -v '^20' "$LB_CAP_DIR/agent.log" | tail -n 2)"
     lb_finish
@@ -290,7 +206,7 @@ assert_file_match "1: the agent logs the rebuild and where the old dir is kept" 
 
 : >"$LB_TMP/acks"
 for round in 1 2 3 4; do
-    if ! start_agent "$W"; then
+    if ! lb_capture_remount "$W"; then
         fail "2.$round: lifeboatd starts" "the data dir mounted within 30 s" "$(grep -v '^20' "$LB_CAP_DIR/agent.log" | tail -n 2)"
         lb_finish
     fi
@@ -318,7 +234,7 @@ for round in 1 2 3 4; do
     kill_agent
     lb_wait_pid "$APID" 10
     lb_wait_pid "$SPID" 10
-    if ! start_agent "$W"; then
+    if ! lb_capture_remount "$W"; then
         fail "2.$round: lifeboatd starts again after a SIGKILL" "the data dir mounted within 30 s" \
             "$(grep -v '^20' "$LB_CAP_DIR/agent.log" | tail -n 2)"
         lb_finish
@@ -340,7 +256,7 @@ lb_info "parts 1-2 took $(($(date +%s) - T0)) s"
 W="seeded"
 lb_capture_config "$W"
 make_tree "$LB_CAP_BACKING"
-if ! start_agent "$W"; then
+if ! lb_capture_remount "$W"; then
     fail "3: start lifeboatd on a seeded backing dir" "mounted" "$(tail -n 3 "$LB_CAP_DIR/agent.log")"
     lb_finish
 fi
@@ -360,7 +276,7 @@ assert_eq "3: nothing is mounted after the refusal" 0 "$(mounts_on "$(realpath -
 assert_eq "3: the refusal changes nothing in the backing dir" "$SEEDED_DIGEST" "$(lb_digest "$LB_CAP_BACKING")"
 assert_eq "3: no rebuilt or kept dir beside it" "" "$(compgen -G "$(realpath -e "$LB_CAP_BACKING").*")"
 rm -f "$LB_CAP_JOURNAL/running"
-if ! start_agent "$W"; then
+if ! lb_capture_remount "$W"; then
     fail "3: lifeboatd starts after the step the error names" "mounted" "$(grep -v '^20' "$LB_CAP_DIR/agent.log" | tail -n 2)"
     lb_finish
 fi
@@ -374,7 +290,7 @@ LB_PIDS+=("$SPID")
 sleep 0.5
 kill_agent
 lb_wait_pid "$SPID" 10
-if ! start_agent "$W"; then
+if ! lb_capture_remount "$W"; then
     fail "3: with a snapshot, lifeboatd rebuilds and starts after the next SIGKILL" "mounted" \
         "$(grep -v '^20' "$LB_CAP_DIR/agent.log" | tail -n 2)"
     lb_finish
