@@ -157,7 +157,7 @@ extension Agent: ReplicaProvider {
     public func describe(_ workload: String) -> (durable: Position?, epoch: UInt64, role: String)? {
         controller(workload)?.describe(workload)
     }
-    public func leaseEpoch(_ workload: String) -> UInt64? { controller(workload)?.leaseEpoch(workload) }
+    public func currentLease(_ workload: String) throws -> Lease? { try controller(workload)?.currentLease(workload) }
     public func received(_ workload: String, bytes: Int, records: Int) {
         controller(workload)?.received(workload, bytes: bytes, records: records)
     }

@@ -442,8 +442,9 @@ extension WorkloadSupervisor: ReplicaProvider {
         guard workload == name else { return nil }
         return (writer.durablePosition, epoch, role.rawValue)
     }
-    public func leaseEpoch(_ workload: String) -> UInt64? {
-        (try? cluster?.leases.coordinator.lease(workload))??.epoch
+    public func currentLease(_ workload: String) throws -> Lease? {
+        guard workload == name, let cluster else { return nil }
+        return try cluster.leases.coordinator.lease(workload)
     }
     public func received(_ workload: String, bytes: Int, records: Int) {
         counters.bytesReceived.add(UInt64(bytes), ordering: .relaxed)

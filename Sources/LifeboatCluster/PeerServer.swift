@@ -11,8 +11,9 @@ public protocol ReplicaProvider: Sendable {
     func journalDirectory(for workload: String) -> String?
     /// What this host holds of the workload and its role, for `query`.
     func describe(_ workload: String) -> (durable: Position?, epoch: UInt64, role: String)?
-    /// The coordinator's current epoch of the workload (nil when it cannot be read).
-    func leaseEpoch(_ workload: String) -> UInt64?
+    /// The workload's lease as the coordinator holds it now (nil: no host ever held it);
+    /// throws when the coordinator cannot be read.
+    func currentLease(_ workload: String) throws -> Lease?
     /// Counts bytes received, for metrics.
     func received(_ workload: String, bytes: Int, records: Int)
     /// True when this host's backing dir of the workload holds seed data (for `query`).
@@ -65,6 +66,32 @@ public final class PeerServer: Sendable {
         }
     }
 
+    /// Why a stream announced by `hello` is refused, or nil when its sender holds the
+    /// workload's lease at exactly the hello's epoch (read from the coordinator now): a peer
+    /// follows only the lease's holder, never a host that merely claims a high epoch.
+    static func refusal(of hello: PeerMessage.Hello, provider: any ReplicaProvider) -> String? {
+        let lease: Lease?
+        do {
+            lease = try provider.currentLease(hello.workload)
+        } catch {
+            return "this host cannot read the lease of \(hello.workload) to check the sender (\(error)); it retries"
+        }
+        guard let lease else { return "no host holds the lease of \(hello.workload) yet" }
+        if hello.epoch < lease.epoch {
+            return
+                "epoch \(hello.epoch) is older than the lease's epoch \(lease.epoch) (held by \(lease.holder)): \(hello.host) was fenced"
+        }
+        if hello.epoch > lease.epoch {
+            return
+                "epoch \(hello.epoch) is newer than the lease's epoch \(lease.epoch) (held by \(lease.holder)): the coordinator never gave \(hello.host) that epoch"
+        }
+        if hello.host != lease.holder {
+            return
+                "the lease of \(hello.workload) at epoch \(lease.epoch) is held by \(lease.holder), not \(hello.host)"
+        }
+        return nil
+    }
+
     /// A primary's stream: check the hello, then keep records durably and acknowledge them.
     static func receiveStream(
         _ hello: PeerMessage.Hello, _ connection: PeerConnection, provider: any ReplicaProvider,
@@ -77,10 +104,9 @@ public final class PeerServer: Sendable {
             try connection.send(.refused("this host is not a peer of workload \(hello.workload) (it is \(role))"))
             return
         }
-        if let leaseEpoch = provider.leaseEpoch(hello.workload), hello.epoch < leaseEpoch {
-            try connection.send(
-                .refused("epoch \(hello.epoch) is older than the lease's epoch \(leaseEpoch): \(hello.host) was fenced")
-            )
+        if let refusal = refusal(of: hello, provider: provider) {
+            logger.warning("refused the stream of \(hello.host) at epoch \(hello.epoch): \(refusal)")
+            try connection.send(.refused(refusal))
             return
         }
         let durable = try replica.welcome(hello)

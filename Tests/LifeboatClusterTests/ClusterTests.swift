@@ -13,7 +13,8 @@ final class TestPeer: ReplicaProvider, @unchecked Sendable {
     let replicaJournal: ReplicaJournal
     let directory: String
     let isPeer = Mutex(true)
-    let coordinatorEpoch = Mutex<UInt64?>(nil)
+    /// The lease the coordinator holds: by default `p` at epoch 1, the tests' primary.
+    let lease = Mutex<Lease?>(TestPeer.lease(holder: "p", epoch: 1))
 
     init(directory: String) throws {
         self.directory = directory
@@ -26,7 +27,13 @@ final class TestPeer: ReplicaProvider, @unchecked Sendable {
     func describe(_ workload: String) -> (durable: Position?, epoch: UInt64, role: String)? {
         (replicaJournal.writer.durablePosition, replicaJournal.acceptedEpoch, "peer")
     }
-    func leaseEpoch(_ workload: String) -> UInt64? { coordinatorEpoch.withLock { $0 } }
+    func currentLease(_ workload: String) throws -> Lease? { lease.withLock { $0 } }
+
+    static func lease(holder: String, epoch: UInt64) -> Lease {
+        Lease(
+            workload: "w", holder: holder, epoch: epoch, expiresAt: Date().timeIntervalSince1970 + 60, version: 1,
+            history: [EpochStart(epoch: 1, firstSeq: 1)])
+    }
     func received(_ workload: String, bytes: Int, records: Int) {}
 }
 
@@ -179,6 +186,7 @@ final class ClusterTests: XCTestCase {
         // Another primary at epoch 2 takes over the peer; the epoch-1 stream is refused.
         group.stop()
         try peer.replicaJournal.accept(epoch: 2)
+        peer.lease.withLock { $0 = TestPeer.lease(holder: "q", epoch: 2) }
         let stale = ReplicationGroup(
             workload: "w", host: "p", epoch: 1, history: [EpochStart(epoch: 1, firstSeq: 1)], writer: primary,
             peers: [PeerConfiguration(host: "peer", api: "x:1", address: address)], logger: quietLogger)
@@ -189,6 +197,54 @@ final class ClusterTests: XCTestCase {
         XCTAssertFalse(stale.waitReplicated(seq: 3001, count: 1, timeout: 2))
         XCTAssertEqual(peer.replicaJournal.writer.lastPosition?.seq, 3000)
         XCTAssertTrue(stale.progress[0].lastError?.contains("older") ?? false, "\(stale.progress)")
+    }
+
+    /// A peer follows only the lease's holder at the lease's epoch: a host claiming epoch 999
+    /// and a host claiming the holder's epoch are both refused with the reason, and the real
+    /// primary is still followed afterwards.
+    func testAPeerFollowsOnlyTheLeaseHolderAtTheLeaseEpoch() throws {
+        let primary = try JournalWriter(directory: root + "/primary", segmentSize: 64 << 10)
+        try primary.append(epoch: 1, kind: 7, payload: [1])
+        try primary.sync()
+        let peer = try TestPeer(directory: root + "/peer")
+        let address = "127.0.0.1:\(port())"
+        let server = try PeerServer(address: address, provider: peer, logger: quietLogger)
+        defer { server.close() }
+        let target = [PeerConfiguration(host: "peer", api: "x:1", address: address)]
+        func stream(host: String, epoch: UInt64) -> ReplicationGroup {
+            let group = ReplicationGroup(
+                workload: "w", host: host, epoch: epoch, history: [EpochStart(epoch: 1, firstSeq: 1)],
+                writer: primary, peers: target, logger: quietLogger)
+            group.start()
+            return group
+        }
+
+        let impostor = stream(host: "x", epoch: 999)
+        XCTAssertFalse(impostor.waitReplicated(seq: 1, count: 1, timeout: 2))
+        impostor.stop()
+        XCTAssertEqual(
+            impostor.progress[0].lastError,
+            "refused: epoch 999 is newer than the lease's epoch 1 (held by p): the coordinator never gave x that epoch")
+        XCTAssertEqual(peer.replicaJournal.acceptedEpoch, 0, "the impostor's epoch was not accepted")
+
+        let sameEpoch = stream(host: "x", epoch: 1)
+        XCTAssertFalse(sameEpoch.waitReplicated(seq: 1, count: 1, timeout: 2))
+        sameEpoch.stop()
+        XCTAssertEqual(sameEpoch.progress[0].lastError, "refused: the lease of w at epoch 1 is held by p, not x")
+        XCTAssertNil(peer.replicaJournal.writer.lastPosition, "nothing of a non-holder was written")
+
+        let holder = stream(host: "p", epoch: 1)
+        defer { holder.stop() }
+        XCTAssertTrue(holder.waitReplicated(seq: 1, count: 1, timeout: 10), "\(holder.progress)")
+        XCTAssertEqual(peer.replicaJournal.writer.lastPosition, Position(epoch: 1, seq: 1))
+
+        let hello = PeerMessage.Hello(workload: "w", host: "p", epoch: 1, history: [])
+        peer.lease.withLock { $0 = nil }
+        XCTAssertEqual(PeerServer.refusal(of: hello, provider: peer), "no host holds the lease of w yet")
+        peer.lease.withLock { $0 = TestPeer.lease(holder: "p", epoch: 2) }
+        XCTAssertEqual(
+            PeerServer.refusal(of: hello, provider: peer),
+            "epoch 1 is older than the lease's epoch 2 (held by p): p was fenced")
     }
 
     /// Every record batch a peer acknowledges is reported once, with the peer's host and the
