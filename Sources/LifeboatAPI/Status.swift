@@ -121,12 +121,15 @@ public struct ClusteredWorkloadStatus: Codable, Sendable, Equatable {
     /// Set when sync peers timed out.
     public var alert: String?
     public var mounted: Bool
+    /// Why this host cannot reach the coordinator now (a failed lease read or renewal); a
+    /// primary past its fencing deadline has fenced itself, a peer waits.
+    public var coordinatorError: String?
 
     public init(
         name: String, role: WorkloadRole, epoch: UInt64, position: String?, durablePosition: String?,
         oldestSeq: UInt64, leaseHolder: String?, leaseExpiresIn: Double?, replication: String, peers: [Peer],
         service: Service, newestSnapshot: SnapshotReference?, lastSnapshot: SnapshotReport?,
-        lastRecovery: RecoveryReport?, alert: String?, mounted: Bool
+        lastRecovery: RecoveryReport?, alert: String?, mounted: Bool, coordinatorError: String? = nil
     ) {
         self.name = name
         self.role = role
@@ -144,6 +147,7 @@ public struct ClusteredWorkloadStatus: Codable, Sendable, Equatable {
         self.lastRecovery = lastRecovery
         self.alert = alert
         self.mounted = mounted
+        self.coordinatorError = coordinatorError
     }
 }
 

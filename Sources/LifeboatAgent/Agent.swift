@@ -17,6 +17,8 @@ public final class Agent: Sendable {
     public let supervisors: [WorkloadSupervisor]
     private let peerServer = Mutex<PeerServer?>(nil)
     let logger: Logger
+    /// The cluster's coordinator (nil without a cluster); `close()` releases it.
+    let coordinator: (any Coordinator)?
     /// Where every blocking piece of work of the agent runs.
     public let pool: BlockingPool
     /// This agent's metrics registry (`GET /metrics`).
@@ -40,12 +42,19 @@ public final class Agent: Sendable {
                         endpoints: cluster.etcdEndpoints, prefix: cluster.coordinatorPath,
                         dialTimeout: cluster.etcdDialTimeout)
                 }
-            supervisors = try configuration.workloads.map {
-                try WorkloadSupervisor(
-                    $0, agent: configuration, cluster: cluster, coordinator: coordinator,
-                    metrics: metrics.workload($0.name, peers: cluster.peers.map(\.host)), logger: logger)
+            self.coordinator = coordinator
+            do {
+                supervisors = try configuration.workloads.map {
+                    try WorkloadSupervisor(
+                        $0, agent: configuration, cluster: cluster, coordinator: coordinator,
+                        metrics: metrics.workload($0.name, peers: cluster.peers.map(\.host)), logger: logger)
+                }
+            } catch {
+                coordinator.close()
+                throw error
             }
         } else {
+            coordinator = nil
             supervisors = try configuration.workloads.map {
                 try WorkloadSupervisor(
                     standalone: $0, agent: configuration, metrics: metrics.workload($0.name, peers: []), logger: logger)
@@ -133,6 +142,9 @@ public final class Agent: Sendable {
         let clustered: [any Service] = supervisors.filter { !$0.isStandalone }.map { WorkloadService($0, pool: pool) }
         return standalone + peers + clustered + [api]
     }
+
+    /// Releases the coordinator's connections: the last call, after the services stopped.
+    public func close() { coordinator?.close() }
 
     /// Unmounts every data dir and makes the journals durable (when the services never ran).
     public func stop() {

@@ -35,6 +35,14 @@ public enum AgentAPI {
             if let lost = agent.lostMount {
                 return text(.serviceUnavailable, "workload \(lost.configuration.name) is not mounted\n")
             }
+            if let cut = agent.supervisors.first(where: { $0.coordinatorError != nil }),
+                let problem = cut.coordinatorError
+            {
+                return text(
+                    .serviceUnavailable,
+                    "workload \(cut.configuration.name) is \(cut.role.rawValue) and cannot reach the coordinator: \(problem)\n"
+                )
+            }
             // In a cluster: ready when every workload has a settled role (not recovering or fenced).
             if let busy = agent.supervisors.first(where: {
                 $0.role != .primary && $0.role != .peer && $0.role != .standalone

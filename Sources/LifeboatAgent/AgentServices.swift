@@ -43,7 +43,8 @@ public struct WorkloadService: Service {
             if supervisor.isStandalone {
                 group.addTask { try await every(1) { try supervisor.checkMounted() } }
             } else {
-                group.addTask { try await every({ supervisor.controlInterval }) { supervisor.controlTick() } }
+                group.addTask { try await controlLoop() }
+                group.addTask { try await followLeaseChanges() }
                 group.addTask {
                     try await every({ supervisor.recoveryRenewalInterval }) { supervisor.renewWhileRecovering() }
                 }
@@ -51,6 +52,29 @@ public struct WorkloadService: Service {
             }
             try await group.next()
             group.cancelAll()
+        }
+    }
+
+    /// Runs a control turn every `controlInterval`, or sooner when the lease changed while
+    /// this host is a peer (the coordinator's watch), so a peer learns of a lost lease at once.
+    private func controlLoop() async throws {
+        while true {
+            let started = ContinuousClock.now
+            while !supervisor.takeLeaseChange(),
+                ContinuousClock.now - started < .milliseconds(Int64(supervisor.controlInterval * 1000))
+            {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            try await pool.run { supervisor.controlTick() }
+        }
+    }
+
+    /// Follows the coordinator's changes of the lease (an etcd watch, or the local backend's
+    /// polling) until cancelled; subscribes again when a stream ends.
+    private func followLeaseChanges() async throws {
+        while true {
+            for await _ in supervisor.leaseChanges() { supervisor.noteLeaseChange() }
+            try await Task.sleep(for: .seconds(1))
         }
     }
 

@@ -207,6 +207,27 @@ public final class WorkloadSupervisor: Sendable {
         }
     }
 
+    private let leaseChanged = Atomic<Bool>(false)
+    /// Why the last read or renewal of the lease failed; nil once one succeeds again.
+    private let coordinatorProblem = Mutex<String?>(nil)
+
+    /// Why this host cannot reach the coordinator now (status and `/readyz` say it).
+    public var coordinatorError: String? { coordinatorProblem.withLock { $0 } }
+
+    /// The coordinator's changes of this workload's lease (empty for a standalone workload).
+    func leaseChanges() -> AsyncStream<Lease?> {
+        guard let cluster else { return AsyncStream { $0.finish() } }
+        return cluster.leases.coordinator.leaseChanges(name)
+    }
+
+    /// Notes a change of the lease for the next control turn (only a peer acts on it).
+    func noteLeaseChange() {
+        if role == .peer { leaseChanged.store(true, ordering: .relaxed) }
+    }
+
+    /// True once after a change of the lease was noted.
+    func takeLeaseChange() -> Bool { leaseChanged.exchange(false, ordering: .relaxed) }
+
     /// How often the lease is renewed while a recovery runs (the control loop is busy with it).
     var recoveryRenewalInterval: Double { ttl / 4 }
 
@@ -234,8 +255,10 @@ public final class WorkloadSupervisor: Sendable {
         let lease: Lease?
         do {
             lease = try cluster.leases.read()
+            coordinatorProblem.withLock { $0 = nil }
         } catch {
             logger.warning("cannot read the lease: \(error)")
+            coordinatorProblem.withLock { $0 = "cannot read the lease: \(error)" }
             return
         }
         switch cluster.candidacy.decide(lease: lease, local: holding()) {
@@ -274,6 +297,9 @@ public final class WorkloadSupervisor: Sendable {
         let renewal = cluster.leases.renew()
         if case .unreachable(let reason, _) = renewal {
             logger.warning("cannot renew the lease: \(reason)")
+            coordinatorProblem.withLock { $0 = "cannot renew the lease: \(reason)" }
+        } else {
+            coordinatorProblem.withLock { $0 = nil }
         }
         if let reason = renewal.demotionReason(epoch: epoch) { demote(cluster, reason: reason) }
     }

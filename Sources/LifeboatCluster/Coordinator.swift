@@ -82,9 +82,14 @@ public protocol Coordinator: Sendable {
     /// stops iterating. Read errors are retried, not yielded. The default polls `lease(_:)`;
     /// `EtcdCoordinator` follows a watch instead.
     func leaseChanges(_ workload: String) -> AsyncStream<Lease?>
+    /// Releases what the coordinator holds open (connections, threads); nothing to do for
+    /// the local backend.
+    func close()
 }
 
 extension Coordinator {
+    public func close() {}
+
     public func leaseChanges(_ workload: String) -> AsyncStream<Lease?> {
         pollLeaseChanges(workload, every: 0.25)
     }
@@ -164,7 +169,7 @@ public struct LocalCoordinator: Coordinator {
         guard lockFD >= 0 else {
             throw LifeboatError(.operationFailed, "cannot open \(lockPath): \(String(cString: strerror(errno)))")
         }
-        defer { close(lockFD) }
+        defer { Glibc.close(lockFD) }
         while flock(lockFD, LOCK_EX) != 0 {
             if errno != EINTR {
                 throw LifeboatError(.operationFailed, "cannot lock \(lockPath): \(String(cString: strerror(errno)))")

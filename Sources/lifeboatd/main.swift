@@ -44,12 +44,18 @@ struct LifeboatDaemon: AsyncParsableCommand {
         let logger = Logger.agent(host: configuration.host)
         raiseDescriptorLimit()
         let agent = try Agent(configuration: configuration, logger: logger)
-        try agent.start()
+        do {
+            try agent.start()
+        } catch {
+            agent.close()
+            throw error
+        }
         let api: APIService
         do {
             api = try AgentAPI.service(agent) { logger.info("API listening on http://\(configuration.listen)") }
         } catch {
             agent.stop()
+            agent.close()
             throw error
         }
         let mode = configuration.cluster != nil ? " in a cluster (roles follow the leases)" : ""
@@ -63,9 +69,11 @@ struct LifeboatDaemon: AsyncParsableCommand {
             try await group.run()
         } catch {
             await agent.pool.shutdown()
+            agent.close()
             throw error
         }
         await agent.pool.shutdown()
+        agent.close()
         logger.info("stopped")
     }
 }

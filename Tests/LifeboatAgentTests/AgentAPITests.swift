@@ -95,6 +95,31 @@ final class AgentAPITests: XCTestCase {
         XCTAssertEqual(answer.body, "workload orders is not mounted\n")
     }
 
+    /// A peer whose coordinator does not answer says so in `/readyz` and in its status.
+    func testReadyzAndStatusSayWhyWhenTheCoordinatorIsUnreachable() async throws {
+        let cluster = ClusterConfiguration(
+            peerListen: "127.0.0.1:1", backend: .etcd, coordinatorPath: "/lifeboat-test",
+            peers: [PeerConfiguration(host: "h2", api: "127.0.0.1:1", address: "127.0.0.1:1")],
+            etcdEndpoints: ["http://127.0.0.1:1"], etcdDialTimeout: 0.5)
+        let configuration = AgentConfiguration(
+            host: "h1", listen: "127.0.0.1:1", repository: root + "/repo", workloads: [try workload("db", dir: "e")],
+            cluster: cluster)
+        let agent = try Agent(configuration: configuration, logger: .quiet)
+        defer { agent.close() }
+        let supervisor = try XCTUnwrap(agent.supervisor("db"))
+        XCTAssertNil(supervisor.coordinatorError)
+        supervisor.controlTick()
+        let problem = try XCTUnwrap(supervisor.coordinatorError, "a failed lease read is kept")
+        XCTAssertTrue(problem.hasPrefix("cannot read the lease: "), problem)
+        XCTAssertTrue(problem.contains("127.0.0.1:1"), "names the endpoint: \(problem)")
+
+        let ready = try await request(agent, "/readyz")
+        XCTAssertEqual(ready.status, .serviceUnavailable)
+        XCTAssertEqual(ready.body, "workload db is peer and cannot reach the coordinator: \(problem)\n")
+        let status = try AgentJSON.decode(ClusterStatus.self, from: try await request(agent, "/v1/status").data)
+        XCTAssertEqual(status.workloads.first?.coordinatorError, problem)
+    }
+
     func testStatusDecodesWithTheAPIModelsAndNamesTheWorkload() async throws {
         let answer = try await request(try standaloneAgent(host: "h7", workload: "orders"), "/v1/status")
         XCTAssertEqual(answer.status, .ok)
