@@ -52,6 +52,14 @@ final class ConfigErrorTests: XCTestCase {
             XCTAssertEqual(workload.replication.syncTimeout, 5)
             XCTAssertEqual(workload.snapshotEvery, 300)
             XCTAssertEqual(workload.service?.health, "redis-cli -p 6379 ping")
+            XCTAssertEqual(cluster.backend, .etcd, "real hosts keep their leases in etcd")
+            XCTAssertEqual(
+                cluster.etcdEndpoints, ["http://10.0.0.1:2379", "http://10.0.0.2:2379", "http://10.0.0.3:2379"])
+            XCTAssertEqual(cluster.coordinatorPath, "/lifeboat")
+            let postgres = try XCTUnwrap(config.workloads.last)
+            XCTAssertEqual(postgres.name, "postgres")
+            XCTAssertTrue(postgres.service?.start.hasPrefix("runuser -u postgres -- ") ?? false)
+            XCTAssertTrue(postgres.service?.start.contains("listen_addresses=10.0.0.\(index)") ?? false)
         }
     }
 

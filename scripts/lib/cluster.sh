@@ -25,6 +25,8 @@
 #   WRITER_ARGS        extra arguments for failover_client.py write (array, default none)
 #   CL_WORKLOAD        the workload's name (default redis)
 #   CL_DISOWN=1        agent_start disowns the agents (no job notice when one is SIGKILLed)
+#   CL_ETCD            etcd client URL(s), comma-separated: the agents use the etcd coordinator
+#                      (keys under CL_ETCD_PREFIX, default /lifeboat) instead of `local`
 #   CL_SERVICE         a function NAME: `NAME I` prints host I's `service:` keys (start,
 #                      health, stop; six spaces in) and writes what they need (default
 #                      redis_service: hI/redis.conf, redis on ADDRS[I]:REDIS_PORT)
@@ -165,9 +167,13 @@ host: ${HOSTS[$i]}
 listen: ${ADDRS[$i]}:$API_PORT
 peer_listen: ${ADDRS[$i]}:$PEER_PORT
 repository: $VOLUME/repo
-coordinator:
-  backend: local
-  path: $VOLUME/coordinator
+YAML
+        if [ -n "${CL_ETCD:-}" ]; then
+            printf 'coordinator:\n  backend: etcd\n  endpoints: [%s]\n  prefix: %s\n' "$CL_ETCD" "${CL_ETCD_PREFIX:-/lifeboat}"
+        else
+            printf 'coordinator:\n  backend: local\n  path: %s/coordinator\n' "$VOLUME"
+        fi
+        cat <<YAML
 peers:
 YAML
         for j in 0 1 2; do
