@@ -65,7 +65,7 @@ fo_scenario
 # The lease lives in etcd, not in a file on the volume.
 assert_true "no local lease file was written on the volume" "no $VOLUME/coordinator" [ ! -e "$VOLUME/coordinator" ]
 keys=$(curl -sf "http://127.0.0.1:$ETCD_CLIENT/v3/kv/range" \
-    -d "{\"key\":\"$(printf '%s' "$CL_ETCD_PREFIX/" | base64 -w0)\",\"range_end\":\"$(printf '%s' "$CL_ETCD_PREFIX0" | base64 -w0)\",\"keys_only\":true}" |
+    -d "{\"key\":\"$(printf '%s' "$CL_ETCD_PREFIX/" | base64 -w0)\",\"range_end\":\"$(printf "%s" "${CL_ETCD_PREFIX}0" | base64 -w0)\",\"keys_only\":true}" |
     python3 -c 'import base64, json, sys; print(" ".join(sorted(base64.b64decode(k["key"]).decode() for k in json.load(sys.stdin).get("kvs", []))))')
 assert_match "etcd holds the workload's epoch, history and lease keys" "$CL_ETCD_PREFIX/workloads/redis/epoch .*$CL_ETCD_PREFIX/workloads/redis/history .*$CL_ETCD_PREFIX/workloads/redis/lease" "$keys"
 
