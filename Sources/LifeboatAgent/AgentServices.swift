@@ -32,7 +32,10 @@ public struct WorkloadService: Service {
             failure = error
         }
         supervisor.beginStopping()
-        try? await pool.run { supervisor.stop() }
+        // In a task of its own: this one may be cancelled (another service failed), and the
+        // pool drops work submitted from a cancelled task; the workload must still stop.
+        let (workload, threads) = (supervisor, pool)
+        await Task.detached { try? await threads.run { workload.stop() } }.value
         if let failure { throw failure }
     }
 

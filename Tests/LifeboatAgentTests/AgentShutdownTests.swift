@@ -66,6 +66,22 @@ final class AgentShutdownTests: XCTestCase {
         await agent.pool.shutdown()
     }
 
+    /// When another service fails, the group cancels the workload's service: it still stops
+    /// the workload cleanly (unmounted, no running marker), although its task is cancelled.
+    func testACancelledWorkloadServiceStillStopsTheWorkloadCleanly() async throws {
+        let agent = try makeAgent()
+        try agent.start()
+        let service = try XCTUnwrap(agent.services(api: NeverService()).first)
+        let task = Task { try await service.run() }
+        try await Task.sleep(for: .milliseconds(300))
+        task.cancel()
+        _ = try? await task.value
+        XCTAssertFalse(isMounted, "the data dir is unmounted")
+        XCTAssertFalse(
+            FileManager.default.fileExists(atPath: root + "/journal/running"), "a clean stop: no running marker")
+        await agent.pool.shutdown()
+    }
+
     func testAWorkloadUnmountedFromOutsideEndsTheGroupWithItsError() async throws {
         let agent = try makeAgent()
         try agent.start()
