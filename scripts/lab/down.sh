@@ -35,8 +35,8 @@ T0=$(date +%s.%N)
 say() { log "down: $*"; }
 
 if ! lab_load_env "$DIR"; then
-    [ -e "$DIR" ] && [ -n "$(ls -A "$DIR" 2>/dev/null)" ] && [ ! -d "$DIR/ns" ] && [ ! -d "$DIR/hosts" ] &&
-        { echo "$LB_SCRIPT: $DIR is not a lab dir (no lab.env, ns/ or hosts/): not touching it" >&2 && exit 2; }
+    [ -e "$DIR" ] && [ -n "$(ls -A "$DIR" 2>/dev/null)" ] && [ ! -e "$DIR/$LAB_MARKER" ] && [ ! -d "$DIR/ns" ] &&
+        { echo "$LB_SCRIPT: $DIR is not a lab dir (no $LAB_MARKER, lab.env or ns/): not touching it" >&2 && exit 2; }
     lab_init "$DIR" "${PREFIX:-lab}" 0
 fi
 [ -n "$PREFIX" ] && [ "$PREFIX" != "$LAB_PREFIX" ] && lab_init "$DIR" "$PREFIX" "$LAB_HOSTS"
@@ -134,7 +134,7 @@ if [ -n "$(mounts_under "$DIR")" ]; then
     left+=("mounts: $(mounts_under "$DIR" | tr '\n' ' ')")
 elif [ -d "$DIR" ]; then
     if [ "$KEEP_LOGS" = 1 ]; then
-        find "$DIR" -mindepth 1 -maxdepth 1 ! -name logs -exec rm -rf {} +
+        find "$DIR" -mindepth 1 -maxdepth 1 ! -name logs ! -name "$LAB_MARKER" -exec rm -rf {} +
     else
         rm -rf "$DIR"
     fi
@@ -147,7 +147,7 @@ done
 still="$(alive_of "${victims[@]+"${victims[@]}"}" | tr '\n' ' ')"
 [ -n "${still// /}" ] && left+=("processes: $still")
 if [ "$KEEP_LOGS" = 1 ]; then
-    [ -n "$(find "$DIR" -mindepth 1 -maxdepth 1 ! -name logs 2>/dev/null)" ] && left+=("files in $DIR")
+    [ -n "$(find "$DIR" -mindepth 1 -maxdepth 1 ! -name logs ! -name "$LAB_MARKER" 2>/dev/null)" ] && left+=("files in $DIR")
 else
     [ -e "$DIR" ] && left+=("$DIR")
 fi

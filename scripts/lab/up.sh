@@ -114,17 +114,22 @@ if [ -e "$DIR" ]; then
         fi
         say "$DIR holds a lab ($old_hosts hosts, prefix $old_prefix) that is not fully up or differs: tearing it down first"
         scripts/lab/down.sh --dir "$DIR" >&2 || cannot "scripts/lab/down.sh --dir $DIR failed: see above"
+    elif [ -e "$DIR/$LAB_MARKER" ]; then
+        say "$DIR holds the logs of an earlier lab: removing them"
+        rm -rf "$DIR" || cannot "cannot remove $DIR"
     elif [ -n "$(ls -A "$DIR" 2>/dev/null)" ]; then
-        cannot "$DIR exists and is not a lab dir (no lab.env): not touching it; choose another --dir"
+        cannot "$DIR exists and is not a lab dir (no $LAB_MARKER): not touching it; choose another --dir"
     fi
 fi
 for ns in $(lab_namespaces $(seq "$HOSTS_N")); do
     lab_netns_exists "$ns" && cannot "network namespace $ns exists (a lab with prefix $PREFIX in another dir?): scripts/lab/down.sh --prefix $PREFIX --dir THAT_DIR, or choose another --prefix"
 done
 
-mkdir -p "$DIR" "$DIR/pids" "$DIR/bin" && chmod 755 "$DIR" || cannot "cannot create $DIR"
+mkdir -p "$DIR" "$DIR/pids" "$DIR/bin" && chmod 755 "$DIR" && touch "$DIR/$LAB_MARKER" || cannot "cannot create $DIR"
 runuser -u postgres -- test -x "$DIR" || cannot "the postgres user cannot reach $DIR (a parent dir without o+x?): choose another --dir"
 printf 'LAB_ENV_PREFIX=%s\nLAB_ENV_HOSTS=%s\nLAB_ENV_SUBNET=%s\n' "$PREFIX" "$HOSTS_N" "$LAB_SUBNET" >"$DIR/lab.env"
+trap 'echo "$LB_SCRIPT: interrupted: the partial lab stays; remove it with scripts/lab/down.sh --dir $DIR" >&2; exit 130' INT
+trap 'echo "$LB_SCRIPT: terminated: the partial lab stays; remove it with scripts/lab/down.sh --dir $DIR" >&2; exit 143' TERM
 failed() {
     echo "$LB_SCRIPT: ERROR: $*" >&2
     echo "$LB_SCRIPT: the partial lab stays for inspection (logs: $DIR/logs/); remove it with scripts/lab/down.sh --dir $DIR" >&2

@@ -27,6 +27,7 @@ LAB_CLIENT_OCTET=200
 LAB_PGBIN="${PGBIN:-/usr/lib/postgresql/15/bin}"
 LAB_WORKLOADS=(redis postgres)
 LAB_PID_NAMES=(agent etcd glusterd brick shd mount)
+LAB_MARKER=.lifeboat-lab # in DIR from the start of up.sh to the end of down.sh (kept with --keep-logs)
 LAB_CLEAN_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 # lab_init DIR PREFIX HOSTS: the lab's variables (LAB_DIR LAB_PREFIX LAB_HOSTS LAB_SW
