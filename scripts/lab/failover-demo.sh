@@ -72,7 +72,10 @@ if ls_wait_primary 60 postgres 0 "$LS_OLD"; then
     PG_LINE="h$PRIMARY (epoch $PRIMARY_EPOCH), answering as $(timeout 10 ip netns exec "$LAB_CLIENT" "$LAB_PGBIN/psql" -h "$(lab_addr "$PRIMARY")" -p "$LAB_PG_PORT" -U postgres -d postgres -XAtc 'SELECT current_user' 2>&1 | head -n 1)"
 fi
 ls_check_all
-status_table="$(timeout -k 5 30 ip netns exec "$LAB_CLIENT" "$LIFEBOAT_BIN" status --agent "$(lab_api "$LS_NEW")" 2>&1)"
+# the lost host's link comes back (its agent stays dead, so its API refuses at once: with the
+# link down `lifeboat status` would wait a minute for it)
+lab_link_set "$LS_OLD" up
+status_table="$(timeout -k 5 90 ip netns exec "$LAB_CLIENT" "$LIFEBOAT_BIN" status --agent "$(lab_api "$LS_NEW")" 2>&1)"
 
 secs() { awk -v v="${1:-}" 'BEGIN { if (v ~ /^[0-9.eE+-]+$/) printf "%.3f s", v; else print "?" }'; }
 num() { if is_int "${1:-}"; then echo "$1"; else echo "?"; fi; }
