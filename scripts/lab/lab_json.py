@@ -87,6 +87,7 @@ lab = {
         "mount": E["LAB_MOUNT"],
         "bricks": ["%s:%s/hosts/h%d/brick" % (addr(i), D, i) for i in (1, 2, 3)],
         "repository": E["REPO"],
+        "ping_timeout": int(E["PING_TIMEOUT"]),
     },
     "hosts": [host(i) for i in range(1, N + 1)],
     "workloads": [

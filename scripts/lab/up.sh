@@ -16,7 +16,9 @@
 #
 # Environment: LIFEBOATD_BIN, LIFEBOAT_BIN (default .build/release/ of this checkout),
 # LAB_SUBNET (default 10.88.0: hosts at .1-.N, the client at .200), LAB_LEASE_TTL (3s),
-# LAB_REPLICATION (sync), LAB_SNAPSHOT_EVERY (none).
+# LAB_REPLICATION (sync), LAB_SNAPSHOT_EVERY (none), LAB_PING_TIMEOUT (the volume's
+# network.ping-timeout: 2 s; the first write after a brick host is lost stalls that long),
+# LAB_ETCD_ORDER (own-first: each agent lists its own etcd member first; fixed: h1, h2, h3).
 #
 # Run twice: when DIR holds a lab whose every process runs and whose agents answer, it prints
 # that lab's description and changes nothing; otherwise (a partial or broken lab, or another
@@ -55,6 +57,7 @@ LIFEBOATD_BIN="${LIFEBOATD_BIN:-$ROOT/.build/release/lifeboatd}"
 LIFEBOAT_BIN="${LIFEBOAT_BIN:-$ROOT/.build/release/lifeboat}"
 LEASE_TTL="${LAB_LEASE_TTL:-3s}"
 REPLICATION="${LAB_REPLICATION:-sync}"
+PING_TIMEOUT="${LAB_PING_TIMEOUT:-2}"
 T_START=$(date +%s.%N)
 say() { log "up: $*"; }
 cannot() {
@@ -244,7 +247,7 @@ for i in 1 2 3; do BRICKS+=("$(lab_addr "$i"):$(lab_hdir "$i")/brick"); done
 wait_until 30 eval 'gl 1 volume create "$LAB_VOLUME" replica 3 "${BRICKS[@]}" force >"$DIR/logs/volume-create.out" 2>&1' ||
     failed "gluster volume create: $(tr '\n' '|' <"$DIR/logs/volume-create.out")"
 # a lost brick host stalls the survivors' I/O for ping-timeout (42 s by default)
-step "volume set network.ping-timeout 2" gl 1 volume set "$LAB_VOLUME" network.ping-timeout 2
+step "volume set network.ping-timeout $PING_TIMEOUT" gl 1 volume set "$LAB_VOLUME" network.ping-timeout "$PING_TIMEOUT"
 step "volume start" gl 1 volume start "$LAB_VOLUME"
 bricks_online() {
     [ "$(gl 1 volume status "$LAB_VOLUME" --xml 2>/dev/null | python3 -c '
@@ -323,6 +326,16 @@ CONF
     chmod 644 "$(lab_hdir "$1")/etc/pg_hba.conf"
 }
 
+# endpoints_for I: every etcd member's URL, host I's own first (when it has one; LAB_ETCD_ORDER=fixed:
+# h1, h2, h3 on every host), comma-separated
+endpoints_for() {
+    local e own="" out=""
+    [ "${LAB_ETCD_ORDER:-own-first}" = fixed ] || ! lab_is_etcd_host "$1" || own="$(lab_etcd_url "$1")"
+    [ -n "$own" ] && out=$own
+    for e in "${ETCD_ENDPOINTS[@]}"; do [ "$e" = "$own" ] || out+="${out:+, }$e"; done
+    echo "$out"
+}
+
 # agent_config I: host I's agent.yaml
 agent_config() {
     local i=$1 j H A D P
@@ -339,7 +352,7 @@ peer_listen: $A:$LAB_PEER_PORT
 repository: $REPO
 coordinator:
   backend: etcd
-  endpoints: [$(IFS=,; echo "${ETCD_ENDPOINTS[*]}" | sed 's/,/, /g')]
+  endpoints: [$(endpoints_for "$i")]
   prefix: /lifeboat-$PREFIX
   dial_timeout: 1s
 peers:
@@ -423,7 +436,7 @@ done
 
 T_UP=$(awk -v a="$T_START" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 export LAB_DIR LAB_PREFIX LAB_HOSTS LAB_SUBNET LAB_SW LAB_CLIENT LAB_VOLUME LAB_MOUNT LAB_NSDIR LAB_ETCD_HOSTS \
-    LAB_API_PORT LAB_PEER_PORT LAB_REDIS_PORT LAB_PG_PORT LAB_ETCD_PORT LAB_CLIENT_OCTET REPO T_UP LEASE_TTL REPLICATION
+    LAB_API_PORT LAB_PEER_PORT LAB_REDIS_PORT LAB_PG_PORT LAB_ETCD_PORT LAB_CLIENT_OCTET REPO T_UP LEASE_TTL REPLICATION PING_TIMEOUT
 python3 "$ROOT/scripts/lab/lab_json.py" >"$DIR/lab.json.tmp" && mv "$DIR/lab.json.tmp" "$DIR/lab.json" ||
     failed "cannot write $DIR/lab.json"
 cat "$DIR/lab.json"

@@ -87,6 +87,16 @@ ls_wait_primary() {
     done
 }
 
+# ls_etcd_leader: the host (index) whose etcd member leads ("" when none answers)
+ls_etcd_leader() {
+    local i out
+    for ((i = 1; i <= LAB_ETCD_HOSTS; i++)); do
+        out="$(timeout 5 ip netns exec "$LAB_CLIENT" curl -sf -m 2 -X POST -d '{}' "$(lab_etcd_url "$i")/v3/maintenance/status" 2>/dev/null)" || continue
+        python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d.get("leader") and d["leader"] == d["header"]["member_id"] else 1)' "$out" 2>/dev/null &&
+            echo "$i" && return 0
+    done
+}
+
 # ls_give_up: the end of the logs, then the summary line (the EXIT trap brings the lab down)
 ls_give_up() {
     local i f
@@ -183,7 +193,8 @@ ls_host_loss() {
     AP="$(lab_pid "$LS_OLD" agent)"
     assert_true "3: the agent pid of h$LS_OLD ($AP) runs in h$LS_OLD's network namespace" "pid $AP in $(lab_netns "$LS_OLD")" \
         lab_pid_in_host "$AP" "$LS_OLD"
-    lb_info "3: cutting h$LS_OLD's link $(lab_link "$LS_OLD"), then killing its agent (pid $AP) and its services, after $(ls_acks "$LS_ACKS") acknowledged writes"
+    LS_ETCD_LEADER="$(ls_etcd_leader)"
+    lb_info "3: cutting h$LS_OLD's link $(lab_link "$LS_OLD"), then killing its agent (pid $AP) and its services, after $(ls_acks "$LS_ACKS") acknowledged writes (the etcd leader is h${LS_ETCD_LEADER:-?})"
     lab_link_set "$LS_OLD" down
     assert_eq "3: h$LS_OLD's link is down on the switch" DOWN \
         "$(ip -n "$LAB_SW" -o link show "$(lab_link "$LS_OLD")" | grep -o 'state [A-Z]*' | cut -d' ' -f2)"

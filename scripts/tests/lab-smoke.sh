@@ -122,7 +122,7 @@ for f in "$LAB_RUN_DIR"/pids/*; do [ -f "$f" ] && lab_pids+=("$(cat "$f")"); don
 for ns in $(lab_namespaces 1 2 3); do mapfile -t -O "${#lab_pids[@]}" lab_pids < <(lab_pids_in_net "$ns"); done
 lb_info "down: ${#lab_pids[@]} lab pids before"
 T_DOWN=$(date +%s)
-ls_down
+if [ "${LB_KEEP:-0}" = 1 ]; then ls_down --keep-logs; else ls_down; fi
 assert_exit "scripts/lab/down.sh exits 0" 0 "$LS_DOWN_RC" "$LS_WORK/down.out"
 lb_info "down took $(($(date +%s) - T_DOWN)) s: $(tail -n 1 "$LS_WORK/down.out")"
 left="$(ip netns list 2>/dev/null | awk -v p="$LAB_RUN_PREFIX-" 'index($1, p) == 1 { print $1 }' | tr '\n' ' ')"
@@ -131,8 +131,13 @@ assert_eq "no mount is left below the lab dir" "" "$(mounts_under "$LAB_RUN_DIR"
 alive=""
 for p in "${lab_pids[@]+"${lab_pids[@]}"}"; do pid_alive "$p" && alive+="$p($(cat "/proc/$p/comm" 2>/dev/null)) "; done
 assert_eq "no lab process is left" "" "$alive"
-assert_true "the lab dir is gone" "no $LAB_RUN_DIR" test ! -e "$LAB_RUN_DIR"
-"$LB_REPO_ROOT/scripts/lab/down.sh" --dir "$LAB_RUN_DIR" >"$LS_WORK/down-again.out" 2>&1
+if [ "${LB_KEEP:-0}" = 1 ]; then
+    assert_eq "only the logs are left of the lab dir (LB_KEEP=1: down.sh --keep-logs)" ".lifeboat-lab logs" \
+        "$(ls -A "$LAB_RUN_DIR" 2>&1 | tr '\n' ' ' | sed 's/ $//')"
+else
+    assert_true "the lab dir is gone" "no $LAB_RUN_DIR" test ! -e "$LAB_RUN_DIR"
+fi
+"$LB_REPO_ROOT/scripts/lab/down.sh" --dir "$LAB_RUN_DIR" $([ "${LB_KEEP:-0}" = 1 ] && echo --keep-logs) >"$LS_WORK/down-again.out" 2>&1
 assert_exit "scripts/lab/down.sh again (nothing there) exits 0" 0 $? "$LS_WORK/down-again.out"
 lb_info "took $(($(date +%s) - T0)) s"
 lb_finish
