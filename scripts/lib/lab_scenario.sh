@@ -137,7 +137,7 @@ ls_cleanup() {
 
 # ls_up: step 1; sets LS_P (the redis primary)
 ls_up() {
-    local out rc
+    local rc
     mkdir -p "$LS_WORK"
     LS_T0=$(date +%s)
     "$LS_ROOT/scripts/lab/up.sh" --dir "$LAB_RUN_DIR" --prefix "$LAB_RUN_PREFIX" >"$LS_WORK/up.json" 2>"$LS_WORK/up.err"
