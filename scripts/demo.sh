@@ -9,9 +9,13 @@
 # where the data came from. scripts/tests/demo-smoke.sh runs it in CI.
 #
 #   scripts/demo.sh            (as root; as another user it runs itself again through sudo)
+#   scripts/demo.sh --lab      the same failover on the lab instead (scripts/lab/failover-demo.sh):
+#                              three hosts in network namespaces of their own, leases in a
+#                              3-member etcd, the repository on a replica-3 GlusterFS volume
 #
-# Environment: DEMO_DIR (work dir, default ./lifeboat-demo; removed at the start, its logs are
-# kept at the end), DEMO_SKIP_SETUP=1 (do not run scripts/setup.sh: no apt, no build).
+# Environment: DEMO_DIR (work dir, default ./lifeboat-demo, with --lab the lab's dir, default
+# ./lab; removed at the start, its logs are kept at the end), DEMO_SKIP_SETUP=1 (do not run
+# scripts/setup.sh: no apt, no build).
 # Exit 0 when every check passed and no acknowledged write was lost, 1 otherwise, 2 when it
 # cannot run.
 set -uo pipefail
@@ -27,10 +31,22 @@ cannot() {
     exit 2
 }
 
+LAB=0
+case "${1:-}" in
+    "") ;;
+    --lab) LAB=1 ;;
+    -h | --help) usage && exit 0 ;;
+    *) cannot "unknown argument '$1' (scripts/demo.sh [--lab])" ;;
+esac
 require_root "the agents mount FUSE file systems and bind loopback addresses" "$@"
 if [ "${DEMO_SKIP_SETUP:-0}" != 1 ]; then
     say "running scripts/setup.sh (packages and release build; DEMO_SKIP_SETUP=1 skips it)"
     scripts/setup.sh || cannot "scripts/setup.sh failed"
+fi
+if [ "$LAB" = 1 ]; then
+    LAB_DIR_ARG="${DEMO_DIR:-$ROOT/lab}"
+    case "$LAB_DIR_ARG" in /*) ;; *) LAB_DIR_ARG="$CALLER_DIR/$LAB_DIR_ARG" ;; esac
+    exec scripts/lab/failover-demo.sh --dir "$LAB_DIR_ARG"
 fi
 for tool in redis-server redis-cli python3 awk; do
     command -v "$tool" >/dev/null || cannot "$tool is not installed (scripts/setup.sh installs it)"

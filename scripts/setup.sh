@@ -10,7 +10,9 @@
 # curl (agent API from scripts), sqlite3 redis-server postgresql postgresql-contrib (real
 # services inside a captured data dir; the Debian services are disabled, tests start their
 # own), fio (capture benchmark), rsync (failover benchmark's comparison), etcd-server etcd-client
-# (the etcd coordinator: its tests start their own etcd from /usr/bin/etcd; etcdctl to inspect it).
+# (the etcd coordinator: its tests start their own etcd from /usr/bin/etcd; etcdctl to inspect it),
+# glusterfs-server glusterfs-client iproute2 (the lab, scripts/lab/: one glusterd per host
+# namespace, the volume's FUSE mounts, `ip netns`; it runs its own glusterds and leaves a system one alone).
 #
 # As root it runs apt-get itself; as another user through sudo (a fresh Debian 12 has no sudo:
 # run it as root there).
@@ -20,7 +22,8 @@ LB_SCRIPT=setup
 . scripts/lib/common.sh
 
 packages=(libfuse3-dev fuse3 libzstd-dev pkg-config attr util-linux time python3 restic borgbackup
-    curl sqlite3 redis-server postgresql postgresql-contrib fio rsync etcd-server etcd-client)
+    curl sqlite3 redis-server postgresql postgresql-contrib fio rsync etcd-server etcd-client
+    glusterfs-server glusterfs-client iproute2)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -58,7 +58,7 @@ final class ConfigErrorTests: XCTestCase {
             XCTAssertEqual(cluster.coordinatorPath, "/lifeboat")
             let postgres = try XCTUnwrap(config.workloads.last)
             XCTAssertEqual(postgres.name, "postgres")
-            XCTAssertTrue(postgres.service?.start.hasPrefix("runuser -u postgres -- ") ?? false)
+            XCTAssertTrue(postgres.service?.start.contains("setpriv --reuid=postgres") ?? false)
             XCTAssertTrue(postgres.service?.start.contains("listen_addresses=10.0.0.\(index)") ?? false)
         }
     }
