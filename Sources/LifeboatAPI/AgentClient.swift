@@ -132,7 +132,14 @@ public struct AgentClient: Sendable {
             done.signal()
         }
         task.resume()
-        done.wait()
+        // URLSession's timeout is an idle timeout and does not bound a connect to a host that
+        // never answers (a cut link): bound the whole request here.
+        if done.wait(timeout: .now() + timeout) == .timedOut {
+            task.cancel()
+            throw LifeboatError(
+                .operationFailed, "the agent at \(base) did not answer within \(Self.seconds(timeout)) s",
+                hint: "is lifeboatd running there, and is its host reachable?")
+        }
         let (data, status, error) = box.get()
         if let error {
             throw LifeboatError(
@@ -140,6 +147,10 @@ public struct AgentClient: Sendable {
                 hint: "is lifeboatd running and listening there?")
         }
         return (status, data ?? Data())
+    }
+
+    static func seconds(_ value: Double) -> String {
+        value == value.rounded() ? String(Int(value)) : String(format: "%.1f", value)
     }
 
     /// The answer of a request, handed from URLSession's thread to the waiting one.

@@ -40,7 +40,8 @@ public final class Agent: Sendable {
                 case .etcd:
                     try EtcdCoordinator(
                         endpoints: cluster.etcdEndpoints, prefix: cluster.coordinatorPath,
-                        dialTimeout: cluster.etcdDialTimeout)
+                        dialTimeout: cluster.etcdDialTimeout,
+                        requestTimeout: Agent.etcdRequestTimeout(configuration.workloads))
                 }
             self.coordinator = coordinator
             do {
@@ -60,6 +61,15 @@ public final class Agent: Sendable {
                     standalone: $0, agent: configuration, metrics: metrics.workload($0.name, peers: []), logger: logger)
             }
         }
+    }
+
+    /// How long one etcd request may take before the client tries the next endpoint: a
+    /// quarter of the shortest lease TTL (at most 5 s, at least 0.5 s), so a renewal stuck on a
+    /// member that was cut off (its connection open, nothing answering) moves on while the
+    /// lease still has time, instead of running the primary into its fencing deadline.
+    static func etcdRequestTimeout(_ workloads: [WorkloadConfiguration]) -> Double {
+        let shortest = workloads.map(\.replication.leaseTTL).min() ?? 10
+        return min(5, max(0.5, shortest / 4))
     }
 
     /// The snapshot taker of a workload, while this host may take its snapshots.

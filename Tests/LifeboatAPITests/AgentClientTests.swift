@@ -81,6 +81,18 @@ final class AgentClientTests: XCTestCase {
             suffix: "; is lifeboatd running and listening there?")
     }
 
+    /// An agent that accepts the connection but never answers (a host that hangs) costs the
+    /// timeout, not URLSession's minute.
+    func testAnAgentThatNeverAnswersCostsTheTimeout() throws {
+        let silent = try CannedServer.silent()
+        defer { close(silent.socket) }
+        let started = Date()
+        assertError(
+            try AgentClient("127.0.0.1:\(silent.port)").status(timeout: 1), .operationFailed,
+            prefix: "", suffix: "")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 3, "bounded by the 1 s timeout")
+    }
+
     func testOverviewAsksEveryPeerAndKeepsTheOnesThatDoNotAnswer() throws {
         let closed = try CannedServer.closedPort()
         let peer = try CannedServer([.json(200, standaloneJSON)])
@@ -162,6 +174,14 @@ final class CannedServer: Sendable {
     func stop() {
         shutdown(socket, Int32(SHUT_RDWR))
         close(socket)
+    }
+
+    /// A socket that listens but never accepts: connections complete (the kernel's backlog)
+    /// and no answer ever comes.
+    static func silent() throws -> (socket: Int32, port: Int) {
+        let (fd, port) = try bound()
+        Glibc.listen(fd, 8)
+        return (fd, port)
     }
 
     /// A loopback port nothing listens on (bound once, then closed).
