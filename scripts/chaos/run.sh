@@ -168,6 +168,7 @@ daemon_again() {
         nsenter --mount="$(lab_mntns "$i")" --net="/run/netns/$(lab_netns "$i")" -- "$@" \
         >>"$(lab_logdir "$i")/$name.log" 2>&1 </dev/null &
     echo "$!" >"$(lab_pidfile "$i" "$name")"
+    disown "$!" # the lab's, not this run's: lab/down.sh ends it
 }
 # argv_of PID: its command line, one argument a line
 argv_of() { tr '\0' '\n' <"/proc/$1/cmdline"; }
