@@ -193,6 +193,13 @@ wipe_disk() {
         mkdir -p "$H/$w/backing" && chmod 755 "$H/$w/backing"
     done
 }
+# volume_healed: every brick connected, no entry pending heal or in split-brain (asked on
+# h1; entries "possibly healing" are files being written, left out); the answer in HEAL_INFO
+volume_healed() {
+    HEAL_INFO="$(lab_in 1 timeout -k 5 30 gluster --mode=script volume heal "$LAB_VOLUME" info summary 2>&1)" || return 1
+    [ "$(grep -c '^Status: Connected' <<<"$HEAL_INFO")" = 3 ] &&
+        [ -z "$(sed -n 's/^Number of entries in \(heal pending\|split-brain\): *//p' <<<"$HEAL_INFO" | grep -vx 0)" ]
+}
 # role_of I: host I's role as the client sees it ("down" when it does not answer)
 role_of() { local r; r="$(ls_status "$1" "$W" role)"; echo "${r:-down}"; }
 is_peer() { [ "$(role_of "$1")" = peer ]; }
@@ -420,6 +427,15 @@ for ((c = 1; c <= CYCLES; c++)); do
         break
     fi
     P=$PRIMARY EP=$PRIMARY_EPOCH
+    # a cycle starts on a healed volume: damage while self-heal of the last one still runs
+    # can leave no good copy of a file on the surviving bricks (ENOTCONN for the new primary)
+    t_heal=$(now)
+    WAIT_POLL=1 wait_until 180 volume_healed || {
+        printf '%s\n' "$HEAL_INFO" >"$RUN/heal-info-cycle$c.out"
+        lab_in 1 timeout -k 5 30 gluster --mode=script volume heal "$LAB_VOLUME" info >>"$RUN/heal-info-cycle$c.out" 2>&1
+        problem "the volume is not healed within 180 s before the cycle ($RUN/heal-info-cycle$c.out)"
+    }
+    say "cycle $c: volume healed ($(secs "$t_heal" "$(now)") s)"
     sleep 2 # some writes on this primary first
     say "cycle $c/$CYCLES: $SCENARIO, primary h$P epoch $EP, $(ls_acks "$ACKS") acknowledged so far"
     "sc_${SCENARIO//-/_}"
