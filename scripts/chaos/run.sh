@@ -314,17 +314,20 @@ fenced() {
     read -r role state < <(status_inside "$1" role service.state)
     [ -n "${role:-}" ] && { [ "$role" != primary ] || [ "$state" != running ]; }
 }
-# diverged_seen I SINCE_LINE: what host I set aside (.diverged-* dirs, log lines after SINCE_LINE)
+# diverged_dirs I: the .diverged-* dirs under host I's dir
+diverged_dirs() { find "$(lab_hdir "$1")" -maxdepth 3 -name '*.diverged-*' 2>/dev/null | wc -l; }
+# diverged_seen I DIRS_BEFORE SINCE_LINE: what host I set aside this cycle (new .diverged-*
+# dirs, "diverged" lines of its agent log after SINCE_LINE)
 diverged_seen() {
-    local dirs lines
-    dirs="$(find "$(lab_hdir "$1")" -maxdepth 3 -name '*.diverged-*' 2>/dev/null | wc -l)"
-    lines="$(tail -n +"$(($2 + 1))" "$(lab_logdir "$1")/agent.log" 2>/dev/null | grep -c 'diverged')"
-    echo "h$1: $dirs .diverged- dirs, $lines log lines"
+    local lines
+    lines="$(tail -n +"$(($3 + 1))" "$(lab_logdir "$1")/agent.log" 2>/dev/null | grep -c 'diverged')"
+    echo "h$1: $(($(diverged_dirs "$1") - $2)) new .diverged- dirs, $lines log lines"
 }
 
 sc_partition_primary() {
-    local t0 since
+    local t0 since dirs
     since="$(wc -l <"$(lab_logdir "$P")/agent.log")"
+    dirs="$(diverged_dirs "$P")"
     say "h$P partitioned: its link $(lab_link "$P") down"
     cut_link "$P"
     T_EVENT=$(now)
@@ -341,7 +344,7 @@ sc_partition_primary() {
     t0=$(now)
     say "h$P's link is up again"
     wait_rejoin "$P" "$t0"
-    DIVERGED="$(diverged_seen "$P" "$since")"
+    DIVERGED="$(diverged_seen "$P" "$dirs" "$since")"
     say "set aside: $DIVERGED"
 }
 
