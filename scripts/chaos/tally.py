@@ -9,7 +9,8 @@
   ("; "-separated; empty when the cycle went as it must).
 --acks: the writer's --detail log ("KEY SHA HOST EPOCH UNIX-TIME").
 --monitor: monitor.py's samples.
-Stale epoch: an acknowledgement whose epoch is lower than the epoch of an acknowledgement
+Old primary serving (reported, not an exit condition): a sample in which a host said primary
+with its service running while another host reported a higher epoch. Stale epoch: an acknowledgement whose epoch is lower than the epoch of an acknowledgement
 earlier in time. Two primaries: a sample in which two or more hosts said role primary with
 their service running. Prints the table (to stderr with --json, which prints the JSON to
 stdout); always writes the JSON to --json-out. Exit 0 only when lost, stale and two-primary
@@ -67,7 +68,9 @@ def stale_acks(acks):
 
 
 def two_primaries(path):
-    samples, both = 0, []
+    """(samples, samples with two serving primaries, samples in which a host served as
+    primary while another host already reported a higher epoch: an old primary not yet fenced)"""
+    samples, both, behind = 0, [], []
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
@@ -79,7 +82,13 @@ def two_primaries(path):
                              if st and st.get("role") == "primary" and st.get("service") == "running")
             if len(serving) >= 2:
                 both.append({"t": s.get("t"), "hosts": serving})
-    return samples, both
+            epochs = {h: st.get("epoch") for h, st in s.get("hosts", {}).items()
+                      if st and isinstance(st.get("epoch"), int)}
+            top = max(epochs.values(), default=None)
+            old = [h for h in serving if h in epochs and epochs[h] < top]
+            if old:
+                behind.append({"t": s.get("t"), "serving": old, "epoch": {h: epochs[h] for h in old}, "newest": top})
+    return samples, both, behind
 
 
 def main():
@@ -96,13 +105,15 @@ def main():
                 cycles.append(json.loads(line))
     acks = read_acks(a.acks)
     stale = stale_acks(acks)
-    samples, both = two_primaries(a.monitor)
+    samples, both, behind = two_primaries(a.monitor)
     recov = [v for v in (as_float(c.get("recovery_s")) for c in cycles) if v is not None]
     fences = [v for v in (as_float(c.get("fence_s")) for c in cycles) if v is not None]
     final_lost = as_int(a.final_lost)
     lost_max = max([final_lost if final_lost is not None else 0] +
                    [as_int(c.get("lost")) or 0 for c in cycles])
     failures = ["cycle %s: %s" % (c.get("cycle"), c["failures"]) for c in cycles if c.get("failures")]
+    if not cycles:
+        failures.append("no cycle ran")
     if final_lost is None:
         failures.append("the final check did not read the service")
 
@@ -115,6 +126,7 @@ def main():
         "stale_epoch_acks": len(stale),
         "two_primaries_samples": len(both),
         "monitor_samples": samples,
+        "old_primary_serving_samples": len(behind),
         "recovery_seconds": {
             "count": len(recov),
             "p50": nearest_rank(recov, 0.50),
@@ -126,6 +138,7 @@ def main():
         "per_cycle": cycles,
         "stale_examples": stale[:10],
         "two_primaries_examples": both[:10],
+        "old_primary_serving_examples": behind[:10],
     }
     ok = result["lost"] == 0 and not stale and not both and not failures
     result["ok"] = ok
@@ -144,8 +157,8 @@ def main():
             " / ".join(x for x in (c.get("diverged"), c.get("failures")) if x) or "-"), file=out)
     r = result["recovery_seconds"]
     print("scenario %s (%s): cycles %d, acknowledged %d, lost %s, stale-epoch acks %d, "
-          "two-primary samples %d of %d, recovery s p50 %s p99 %s max %s%s: %s" % (
-              a.scenario, a.workload, len(cycles), len(acks), f(result["lost"]), len(stale), len(both), samples,
+          "two-primary samples %d of %d (old primary serving after a newer epoch: %d), recovery s p50 %s p99 %s max %s%s: %s" % (
+              a.scenario, a.workload, len(cycles), len(acks), f(result["lost"]), len(stale), len(both), samples, len(behind),
               f(r["p50"]), f(r["p99"]), f(r["max"]),
               ", fence s max %s" % f(result["fence_seconds_max"]) if fences else "",
               "OK" if ok else "FAILED"), file=out)
