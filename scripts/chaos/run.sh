@@ -25,7 +25,8 @@
 #                 restart-all        every agent (and service) SIGKILLed at once and restarted:
 #                                    the workload comes back on exactly one primary
 #   --cycles N    cycles in a row (default 1)
-#   --workload W  redis (default); postgres is not built yet (exit 2 says so)
+#   --workload W  redis (default: failover_client.py, SET of distinct keys) or postgres
+#                 (pg_client.py: one INSERT per committed transaction through psql)
 #   --json        the table goes to stderr and the result as JSON to stdout
 #   --lab DIR     the lab's dir (default lab/ in the repository); when no lab runs there it is
 #                 brought up with scripts/lab/up.sh --dir DIR --prefix P and taken down at the end
@@ -36,7 +37,7 @@
 # logs/ when the run failed). Figures: cycles, acknowledged, lost (0 with replication sync),
 # stale-epoch acks (an ack under an epoch lower than one that had acknowledged earlier), samples
 # with two primaries serving, recovery seconds (damage to the new primary's service answering
-# PING from the client) p50/p99/max. Exit 0 only when lost, stale and two-primary counts are 0
+# from the client: redis PING, pg_isready) p50/p99/max. Exit 0 only when lost, stale and two-primary counts are 0
 # and every cycle went as the scenario says; 1 otherwise; 2 for bad arguments.
 # On exit (also on failure or a signal) the writer and the monitor are killed by pid, cut links
 # are healed, frozen processes continued, and a lab it brought up is removed (scripts/lab/down.sh).
@@ -66,9 +67,8 @@ done
 [[ " ${SCENARIOS[*]} " == *" $SCENARIO "* ]] || bad "unknown scenario '$SCENARIO': use one of ${SCENARIOS[*]}"
 is_positive "$CYCLES" || bad "--cycles must be a positive number, not '$CYCLES'"
 case "$WORKLOAD" in
-    redis) ;;
-    postgres) bad "--workload postgres is not built yet (only redis has a writer and a checker): use --workload redis" ;;
-    *) bad "unknown workload '$WORKLOAD': use redis" ;;
+    redis | postgres) ;;
+    *) bad "unknown workload '$WORKLOAD': use redis or postgres" ;;
 esac
 DIR="$(realpath -m "${DIR:-$ROOT/lab}")"
 require_root "the lab's namespaces, signals to its processes" "$@"
@@ -133,6 +133,8 @@ fi
 TTL="$(sed -n 's/^ *lease_ttl: *\([0-9.]*\)s$/\1/p' "$(lab_hdir 1)/agent.yaml" | head -n 1)"
 TTL=${TTL:-3}
 PORT=$LAB_REDIS_PORT
+[ "$W" = postgres ] && PORT=$LAB_PG_PORT
+PGC="$ROOT/scripts/chaos/pg_client.py"
 
 # ---------------------------------------------------------------- helpers
 
@@ -140,7 +142,11 @@ now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 # status_inside I FIELD...: workload W's fields as host I itself sees them (from its own namespace)
 status_inside() { timeout 5 ip netns exec "$(lab_netns "$1")" python3 "$LS_FC" status --timeout 1 --workload "$W" "$(lab_api "$1")" "${@:2}" 2>/dev/null; }
-answers() { ls_pong "$1"; }
+answers() {
+    if [ "$W" = redis ]; then ls_pong "$1"; else
+        timeout 5 ip netns exec "$LAB_CLIENT" "$LAB_PGBIN/pg_isready" -q -h "$(lab_addr "$1")" -p "$PORT" -U postgres -d postgres
+    fi
+}
 # svc_wait_answering I SECONDS: the service on host I answers (polled every 0.1 s)
 svc_wait_answering() { WAIT_POLL=0.1 wait_until "$2" answers "$1"; }
 # freeze_tree PID: SIGSTOP of PID and every descendant (remembered for the cleanup); sets FROZEN
@@ -412,7 +418,11 @@ sc_restart_all() {
 
 check_now() {
     local host=$1 name=$2 out
-    out="$(ls_fc check --host "$(lab_addr "$host")" --port "$PORT" --acks "$ACKS" 2>&1)"
+    if [ "$W" = redis ]; then
+        out="$(ls_fc check --host "$(lab_addr "$host")" --port "$PORT" --acks "$ACKS" 2>&1)"
+    else
+        out="$(timeout -k 5 180 ip netns exec "$LAB_CLIENT" python3 "$PGC" check --host "$(lab_addr "$host")" --port "$PORT" --acks "$ACKS" 2>&1)"
+    fi
     printf '%s\n' "$out" >"$RUN/check-$name.out"
     CHECK_LOST="$(sed -n 's/^lost acknowledged writes: \([0-9][0-9]*\)$/\1/p' <<<"$out")"
     CHECK_ACKED="$(sed -n 's/^check: acked=\([0-9]*\) .*/\1/p' <<<"$out")"
@@ -429,9 +439,15 @@ for ((i = 1; i <= LAB_HOSTS; i++)); do MON_ARGS+=("h$i=$(lab_netns "$i")=$(lab_a
 python3 "$ROOT/scripts/chaos/monitor.py" --workload "$W" --out "$RUN/monitor.jsonl" --stop "$RUN/monitor.stop" \
     "${MON_ARGS[@]}" >"$RUN/monitor.out" 2>&1 </dev/null &
 MONITOR=$!
-ip netns exec "$LAB_CLIENT" python3 -u "$LS_FC" write --agents "$(ls_agents)" --port "$PORT" --workload "$W" \
-    --acks "$ACKS" --detail --seconds 86400 --stop "$RUN/writer.stop" --timeout 3 --prefix "chaos$$" --seed "$RANDOM" \
-    >"$RUN/writer.out" 2>&1 </dev/null &
+if [ "$W" = redis ]; then
+    ip netns exec "$LAB_CLIENT" python3 -u "$LS_FC" write --agents "$(ls_agents)" --port "$PORT" --workload "$W" \
+        --acks "$ACKS" --detail --seconds 86400 --stop "$RUN/writer.stop" --timeout 3 --prefix "chaos$$" --seed "$RANDOM" \
+        >"$RUN/writer.out" 2>&1 </dev/null &
+else
+    ip netns exec "$LAB_CLIENT" python3 -u "$PGC" write --agents "$(ls_agents)" --port "$PORT" \
+        --acks "$ACKS" --seconds 86400 --stop "$RUN/writer.stop" --timeout 3 --prefix "chaos$$" --seed "$RANDOM" \
+        >"$RUN/writer.out" 2>&1 </dev/null &
+fi
 WRITER=$!
 wait_until 30 writer_moves 20 || { say "the writer gets no writes acknowledged: $(tail -n 3 "$RUN/writer.out")" && exit 1; }
 
