@@ -1,0 +1,510 @@
+#!/usr/bin/env bash
+# Chaos on the lab (scripts/lab/up.sh) with a checker. A writer in the client namespace writes
+# distinct redis keys to whichever host is primary and logs each one only after redis
+# acknowledged it (failover_client.py write --detail: key, sha256, host, epoch, time); a monitor
+# asks every host's /v1/status every 0.2 s from inside that host's network namespace
+# (monitor.py); each cycle does the scenario's damage to the lab, measures the recovery, heals,
+# and reads every acknowledged key back from the current primary.
+#
+#   scripts/chaos/run.sh --scenario NAME [--cycles N] [--workload redis] [--json] [--lab DIR] [--prefix P]
+#
+#   --scenario    kill-primary-host  the primary's link down, then SIGKILL of its agent, service,
+#                                    brick (glusterfsd) and etcd member; its backing, journal and
+#                                    data dirs wiped; link up, etcd member, brick and agent
+#                                    restarted: it must rejoin, empty, as a peer
+#                 pause-primary      SIGSTOP of the primary's agent and service past the lease
+#                                    TTL, then SIGCONT: it must rejoin as a peer
+#                 partition-primary  the primary's link down: it must fence itself (its own
+#                                    status, read inside its namespace: not primary, or service
+#                                    not running, within TTL + 2 s); another host takes over;
+#                                    link up: it rejoins as a peer, what it never got
+#                                    acknowledged set aside (.diverged-*), never merged
+#                 partition-peer     a peer's link down for TTL + 3 s: no failover may happen
+#                 kill-etcd-member   SIGKILL of the etcd member on the primary's host for
+#                                    2 x TTL + 2 s, then restarted: no failover may happen
+#                 restart-all        every agent (and service) SIGKILLed at once and restarted:
+#                                    the workload comes back on exactly one primary
+#   --cycles N    cycles in a row (default 1)
+#   --workload W  redis (default: failover_client.py, SET of distinct keys) or postgres
+#                 (pg_client.py: one INSERT per committed transaction through psql)
+#   --json        the table goes to stderr and the result as JSON to stdout
+#   --lab DIR     the lab's dir (default lab/ in the repository); when no lab runs there it is
+#                 brought up with scripts/lab/up.sh --dir DIR --prefix P and taken down at the end
+#   --prefix P    the prefix for a lab it brings up (default lab; a running lab's own is used)
+#
+# Results stay in CHAOS_DIR (default /var/tmp/lifeboat-chaos)/SCENARIO.TIME/: result.json,
+# cycles.jsonl, writer.acks, writer.out, monitor.jsonl, check-*.out, run.log (and the lab's
+# logs/ when the run failed). Figures: cycles, acknowledged, lost (0 with replication sync),
+# stale-epoch acks (an ack under an epoch lower than one that had acknowledged earlier), samples
+# with two primaries serving, recovery seconds (damage to the new primary's service answering
+# from the client: redis PING, pg_isready) p50/p99/max. Exit 0 only when lost, stale and two-primary counts are 0
+# and every cycle went as the scenario says; 1 otherwise; 2 for bad arguments.
+# On exit (also on failure or a signal) the writer and the monitor are killed by pid, cut links
+# are healed, frozen processes continued, and a lab it brought up is removed (scripts/lab/down.sh).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
+ROOT=$PWD
+LB_SCRIPT=chaos/run.sh
+. scripts/lib/common.sh
+. scripts/lib/lab_scenario.sh
+
+SCENARIOS=(kill-primary-host pause-primary partition-primary partition-peer kill-etcd-member restart-all)
+SCENARIO="" CYCLES=1 WORKLOAD=redis JSON=0 DIR="" PREFIX=lab
+bad() { echo "$LB_SCRIPT: $*" >&2 && exit 2; }
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --scenario) SCENARIO=${2:-} && shift 2 || bad "--scenario needs a name (${SCENARIOS[*]})" ;;
+        --cycles) CYCLES=${2:-} && shift 2 || bad "--cycles needs a number" ;;
+        --workload) WORKLOAD=${2:-} && shift 2 || bad "--workload needs redis or postgres" ;;
+        --json) JSON=1 && shift ;;
+        --lab) DIR=${2:-} && shift 2 || bad "--lab needs a dir" ;;
+        --prefix) PREFIX=${2:-} && shift 2 || bad "--prefix needs a name" ;;
+        -h | --help) usage && exit 0 ;;
+        *) bad "unknown argument '$1' (see --help)" ;;
+    esac
+done
+[ -n "$SCENARIO" ] || bad "--scenario is missing: one of ${SCENARIOS[*]}"
+[[ " ${SCENARIOS[*]} " == *" $SCENARIO "* ]] || bad "unknown scenario '$SCENARIO': use one of ${SCENARIOS[*]}"
+is_positive "$CYCLES" || bad "--cycles must be a positive number, not '$CYCLES'"
+case "$WORKLOAD" in
+    redis | postgres) ;;
+    *) bad "unknown workload '$WORKLOAD': use redis or postgres" ;;
+esac
+DIR="$(realpath -m "${DIR:-$ROOT/lab}")"
+require_root "the lab's namespaces, signals to its processes" "$@"
+
+RUN="${CHAOS_DIR:-/var/tmp/lifeboat-chaos}/$SCENARIO.$(date +%Y%m%d-%H%M%S).$$"
+mkdir -p "$RUN" || bad "cannot create $RUN (set CHAOS_DIR)"
+LS_WORK=$RUN
+exec 3>&2 2> >(tee -a "$RUN/run.log" >&3)
+say() { log "chaos: $*"; }
+W=$WORKLOAD
+ACKS="$RUN/writer.acks"
+CYCLES_LOG="$RUN/cycles.jsonl"
+: >"$CYCLES_LOG"
+: >"$ACKS"
+WRITER="" MONITOR="" BROUGHT_UP=0 STOPPED=() CUT=()
+
+# ---------------------------------------------------------------- cleanup (EXIT trap)
+
+cleanup() {
+    local rc=$? p i
+    trap - EXIT INT TERM
+    touch "$RUN/writer.stop" "$RUN/monitor.stop"
+    for p in "$WRITER" "$MONITOR"; do
+        [ -n "$p" ] && pid_alive "$p" && { wait_gone "$p" 5 || lb_kill_pid "$p"; }
+    done
+    for p in "${STOPPED[@]+"${STOPPED[@]}"}"; do kill -CONT "$p" 2>/dev/null; done
+    for i in "${CUT[@]+"${CUT[@]}"}"; do lab_link_set "$i" up 2>/dev/null; done
+    if [ "$BROUGHT_UP" = 1 ]; then
+        [ "$rc" != 0 ] && [ -d "$DIR/logs" ] && cp -a "$DIR/logs" "$RUN/lab-logs" 2>/dev/null
+        say "removing the lab it brought up: scripts/lab/down.sh --dir $DIR"
+        scripts/lab/down.sh --dir "$DIR" >"$RUN/down.out" 2>&1 || {
+            say "scripts/lab/down.sh failed: $(tail -n 1 "$RUN/down.out")"
+            [ "$rc" = 0 ] && rc=1
+        }
+    fi
+    say "results in $RUN"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- the lab
+
+lab_is_up() {
+    local i
+    lab_load_env "$DIR" && [ -f "$DIR/lab.json" ] || return 1
+    for ((i = 1; i <= LAB_HOSTS; i++)); do
+        lab_pid_in_host "$(lab_pid "$i" agent)" "$i" || return 1
+        lab_client curl -sf -m 3 "$(lab_api "$i")/livez" >/dev/null 2>&1 || return 1
+    done
+}
+if lab_is_up; then
+    say "using the running lab in $DIR (prefix $LAB_PREFIX, $LAB_HOSTS hosts)"
+else
+    say "bringing the lab up: scripts/lab/up.sh --dir $DIR --prefix $PREFIX"
+    BROUGHT_UP=1
+    scripts/lab/up.sh --dir "$DIR" --prefix "$PREFIX" >"$RUN/up.json" 2>"$RUN/up.err" ||
+        { say "scripts/lab/up.sh failed: $(tail -n 2 "$RUN/up.err" | tr '\n' ' ')" && exit 1; }
+    lab_load_env "$DIR" || { say "no $DIR/lab.env after up.sh" && exit 1; }
+fi
+TTL="$(sed -n 's/^ *lease_ttl: *\([0-9.]*\)s$/\1/p' "$(lab_hdir 1)/agent.yaml" | head -n 1)"
+TTL=${TTL:-3}
+PORT=$LAB_REDIS_PORT
+[ "$W" = postgres ] && PORT=$LAB_PG_PORT
+PGC="$ROOT/scripts/chaos/pg_client.py"
+
+# ---------------------------------------------------------------- helpers
+
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+# status_inside I FIELD...: workload W's fields as host I itself sees them (from its own namespace)
+status_inside() { timeout 5 ip netns exec "$(lab_netns "$1")" python3 "$LS_FC" status --timeout 1 --workload "$W" "$(lab_api "$1")" "${@:2}" 2>/dev/null; }
+answers() {
+    if [ "$W" = redis ]; then ls_pong "$1"; else
+        timeout 5 ip netns exec "$LAB_CLIENT" "$LAB_PGBIN/pg_isready" -q -h "$(lab_addr "$1")" -p "$PORT" -U postgres -d postgres
+    fi
+}
+# svc_wait_answering I SECONDS: the service on host I answers (polled every 0.1 s)
+svc_wait_answering() { WAIT_POLL=0.1 wait_until "$2" answers "$1"; }
+# freeze_tree PID: SIGSTOP of PID and every descendant (remembered for the cleanup); sets FROZEN
+freeze_tree() {
+    kill -STOP "$1" 2>/dev/null
+    mapfile -t FROZEN < <(lab_descendants "$1")
+    kill -STOP "${FROZEN[@]+"${FROZEN[@]}"}" 2>/dev/null
+    FROZEN=("$1" "${FROZEN[@]+"${FROZEN[@]}"}")
+    STOPPED+=("${FROZEN[@]}")
+}
+thaw() {
+    local p
+    for p; do kill -CONT "$p" 2>/dev/null; done
+    STOPPED=()
+}
+cut_link() { lab_link_set "$1" down && CUT+=("$1"); }
+heal_link() { lab_link_set "$1" up && CUT=(); }
+# daemon_again I NAME ARGV...: a lab process restarted like up.sh starts it (own session, clean
+# environment, host I's namespaces, log appended, pid file rewritten)
+daemon_again() {
+    local i=$1 name=$2
+    shift 2
+    echo "=== $(date '+%F %T') restarted by chaos/run.sh" >>"$(lab_logdir "$i")/$name.log"
+    setsid env -i PATH="$LAB_CLEAN_PATH" HOME=/root LANG=C.UTF-8 \
+        nsenter --mount="$(lab_mntns "$i")" --net="/run/netns/$(lab_netns "$i")" -- "$@" \
+        >>"$(lab_logdir "$i")/$name.log" 2>&1 </dev/null &
+    echo "$!" >"$(lab_pidfile "$i" "$name")"
+    disown "$!" # the lab's, not this run's: lab/down.sh ends it
+}
+# argv_of PID: its command line, one argument a line
+argv_of() { tr '\0' '\n' <"/proc/$1/cmdline"; }
+# brick_restart I: glusterd of host I starts its brick again (volume start force); pid file updated
+brick_restart() {
+    local i=$1 pid
+    lab_in "$i" timeout -k 5 60 gluster --mode=script volume start "$LAB_VOLUME" force >>"$RUN/gluster.out" 2>&1 || return 1
+    for pid in $(lab_pids_in_net "$(lab_netns "$i")"); do
+        [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = glusterfsd ] || continue
+        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$(lab_hdir "$i")/brick" && echo "$pid" >"$(lab_pidfile "$i" brick)" && return 0
+    done
+    return 1
+}
+# wipe_disk I: host I's workload dirs are gone: the dead FUSE data dirs detached inside the
+# host, backing, journal and data dirs deleted, an empty backing dir made again
+wipe_disk() {
+    local i=$1 w H
+    H="$(lab_hdir "$i")"
+    for w in "${LAB_WORKLOADS[@]}"; do
+        lab_in "$i" umount -l "$H/$w/data" 2>/dev/null
+        rm -rf "$H/$w/backing" "$H/$w/journal" "$H/$w/data"
+        mkdir -p "$H/$w/backing" && chmod 755 "$H/$w/backing"
+    done
+}
+# volume_healed: every brick connected, no entry pending heal or in split-brain (asked on
+# h1; entries "possibly healing" are files being written, left out); the answer in HEAL_INFO
+volume_healed() {
+    HEAL_INFO="$(lab_in 1 timeout -k 5 30 gluster --mode=script volume heal "$LAB_VOLUME" info summary 2>&1)" || return 1
+    [ "$(grep -c '^Status: Connected' <<<"$HEAL_INFO")" = 3 ] &&
+        [ -z "$(sed -n 's/^Number of entries in \(heal pending\|split-brain\): *//p' <<<"$HEAL_INFO" | grep -vx 0)" ]
+}
+# wait_healed SECONDS: volume_healed, with an index heal (`gluster volume heal`) asked for at
+# once and every 10 s: self-heal daemons crawl on their own only every cluster.heal-timeout
+# (600 s), and a directory a host missed while cut off (repo/epochs/W) stays pending until then
+wait_healed() {
+    local end=$(($(date +%s) + $1)) next=0
+    while :; do
+        volume_healed && return 0
+        [ "$(date +%s)" -ge "$end" ] && return 1
+        if [ "$(date +%s)" -ge "$next" ]; then
+            lab_in 1 timeout -k 5 30 gluster --mode=script volume heal "$LAB_VOLUME" >>"$RUN/gluster.out" 2>&1
+            next=$(($(date +%s) + 10))
+        fi
+        sleep 1
+    done
+}
+# role_of I: host I's role as the client sees it ("down" when it does not answer)
+role_of() { local r; r="$(ls_status "$1" "$W" role)"; echo "${r:-down}"; }
+is_peer() { [ "$(role_of "$1")" = peer ]; }
+peer_connected() { [ "$(ls_status "$1" "$W" "peers[h$2].connected")" = true ]; }
+writer_moves() { ls_acks_above "$ACKS" "$1"; }
+
+# wait_failover OLD OLD_EPOCH T_EVENT: a new primary (not OLD) with a higher epoch whose service
+# answers; sets NEW NEW_EPOCH RECOVERY (seconds from T_EVENT); 1 after 60 s
+wait_failover() {
+    NEW="" NEW_EPOCH="" RECOVERY=""
+    ls_wait_primary 60 "$W" $(($2 + 1)) "$1" || { problem "no new primary within 60 s ($WAIT_SEEN)" && return 1; }
+    svc_wait_answering "$PRIMARY" 30 || { problem "the new primary h$PRIMARY's $W does not answer within 30 s" && return 1; }
+    RECOVERY=$(secs "$3" "$(now)")
+    NEW=$PRIMARY NEW_EPOCH=$PRIMARY_EPOCH
+    say "h$NEW is primary (epoch $NEW_EPOCH), $W answering $RECOVERY s after the damage"
+}
+# wait_rejoin I T: host I says peer and the primary NEW sees it connected; sets REJOINED (s from T)
+wait_rejoin() {
+    REJOINED=""
+    if wait_until 90 is_peer "$1" && wait_until 60 peer_connected "$NEW" "$1"; then
+        REJOINED=$(secs "$2" "$(now)")
+        say "h$1 rejoined as a peer ($REJOINED s after it came back)"
+    else
+        problem "h$1 does not rejoin as a peer connected to h$NEW within 150 s (role $(role_of "$1"))"
+    fi
+}
+# same_primary P EPOCH WHAT: still one primary, P, at EPOCH (no failover happened)
+same_primary() {
+    if ls_wait_primary 30 "$W" 0 -1 && [ "$PRIMARY" = "$1" ] && [ "$PRIMARY_EPOCH" = "$2" ]; then
+        NEW=$1 NEW_EPOCH=$2
+    else
+        problem "a failover during $3: primary h${PRIMARY:-none} epoch ${PRIMARY_EPOCH:-none}, was h$1 epoch $2"
+        NEW=${PRIMARY:-$1} NEW_EPOCH=${PRIMARY_EPOCH:-$2}
+    fi
+}
+FAILS=()
+problem() {
+    FAILS+=("$*")
+    say "PROBLEM: $*"
+}
+
+# ---------------------------------------------------------------- the scenarios
+# each gets P and EP (the primary and its epoch) and sets NEW NEW_EPOCH, and RECOVERY FENCE
+# REJOINED DIVERGED where they apply
+
+sc_kill_primary_host() {
+    local AP EPID BPID t0 etcd_argv=() agent_argv=() pid
+    AP="$(lab_pid "$P" agent)" EPID="" BPID=""
+    lab_pid_in_host "$AP" "$P" || { problem "the agent pid file of h$P names no running agent" && return; }
+    mapfile -t agent_argv < <(argv_of "$AP")
+    if lab_is_etcd_host "$P"; then
+        EPID="$(lab_pid "$P" etcd)"
+        lab_pid_in_host "$EPID" "$P" && mapfile -t etcd_argv < <(argv_of "$EPID")
+    fi
+    lab_is_brick_host "$P" && BPID="$(lab_pid "$P" brick)"
+    say "h$P lost: link down, then SIGKILL of its agent ($AP) and what runs under it, etcd member (${EPID:-none}), brick (${BPID:-none})"
+    cut_link "$P"
+    freeze_tree "$AP"
+    kill -KILL "${FROZEN[@]}" $EPID $BPID 2>/dev/null
+    T_EVENT=$(now)
+    STOPPED=()
+    echo "=== $(date '+%F %T') SIGKILLed with its link down by chaos/run.sh (host lost)" >>"$(lab_logdir "$P")/agent.log"
+    for pid in "${FROZEN[@]}" $EPID $BPID; do wait_until 10 pid_gone "$pid" || problem "pid $pid of h$P still runs 10 s after SIGKILL"; done
+    wipe_disk "$P"
+    wait_failover "$P" "$EP" "$T_EVENT" || return
+    wait_until 30 writer_moves $(($(ls_acks "$ACKS") + 20)) || problem "the writer does not carry on at h$NEW (20 acks within 30 s)"
+    say "h$P comes back: link up, etcd member, brick and agent restarted on its empty disk"
+    heal_link "$P"
+    t0=$(now)
+    [ "${#etcd_argv[@]}" -gt 0 ] && daemon_again "$P" etcd "${etcd_argv[@]}"
+    if [ -n "$BPID" ]; then brick_restart "$P" || problem "the brick of h$P does not restart (gluster volume start force: $RUN/gluster.out)"; fi
+    daemon_again "$P" agent "${agent_argv[@]}"
+    wait_rejoin "$P" "$t0"
+}
+
+sc_pause_primary() {
+    local AP t_thaw
+    AP="$(lab_pid "$P" agent)"
+    lab_pid_in_host "$AP" "$P" || { problem "the agent pid file of h$P names no running agent" && return; }
+    freeze_tree "$AP"
+    T_EVENT=$(now)
+    say "h$P paused: SIGSTOP of its agent ($AP) and ${#FROZEN[@]} processes with it"
+    wait_failover "$P" "$EP" "$T_EVENT"
+    # past the TTL in any case, then the host wakes up
+    t_thaw=$(awk -v a="$T_EVENT" -v t="$TTL" 'BEGIN { printf "%.3f", a + t + 1 }')
+    while awk -v a="$t_thaw" -v b="$(now)" 'BEGIN { exit !(b < a) }'; do sleep 0.2; done
+    say "h$P continues (SIGCONT) $(secs "$T_EVENT" "$(now)") s after the pause"
+    thaw "${FROZEN[@]}"
+    [ -n "$NEW" ] || return
+    wait_until 30 writer_moves $(($(ls_acks "$ACKS") + 20)) || problem "the writer does not carry on at h$NEW (20 acks within 30 s)"
+    wait_rejoin "$P" "$(now)"
+}
+
+# fenced I: host I, asked inside its own namespace, is no longer a serving primary
+fenced() {
+    local role state
+    read -r role state < <(status_inside "$1" role service.state)
+    [ -n "${role:-}" ] && { [ "$role" != primary ] || [ "$state" != running ]; }
+}
+# diverged_dirs I: the .diverged-* dirs under host I's dir
+diverged_dirs() { find "$(lab_hdir "$1")" -maxdepth 3 -name '*.diverged-*' 2>/dev/null | wc -l; }
+# diverged_seen I DIRS_BEFORE SINCE_LINE: what host I set aside this cycle (new .diverged-*
+# dirs, "diverged" lines of its agent log after SINCE_LINE)
+diverged_seen() {
+    local lines
+    lines="$(tail -n +"$(($3 + 1))" "$(lab_logdir "$1")/agent.log" 2>/dev/null | grep -c 'diverged')"
+    echo "h$1: $(($(diverged_dirs "$1") - $2)) new .diverged- dirs, $lines log lines"
+}
+
+sc_partition_primary() {
+    local t0 since dirs
+    since="$(wc -l <"$(lab_logdir "$P")/agent.log")"
+    dirs="$(diverged_dirs "$P")"
+    say "h$P partitioned: its link $(lab_link "$P") down"
+    cut_link "$P"
+    T_EVENT=$(now)
+    if WAIT_POLL=0.2 wait_until $((${TTL%.*} + 10)) fenced "$P"; then
+        FENCE=$(secs "$T_EVENT" "$(now)")
+        say "h$P fenced itself $FENCE s after the cut: $(status_inside "$P" role service.state | tr '\n' ' ')"
+        awk -v f="$FENCE" -v t="$TTL" 'BEGIN { exit !(f <= t + 2) }' || problem "h$P fenced after $FENCE s, more than TTL $TTL s + 2 s"
+    else
+        problem "h$P still serves as primary $(secs "$T_EVENT" "$(now)") s after the cut (TTL $TTL s) ($(status_inside "$P" role service.state))"
+    fi
+    wait_failover "$P" "$EP" "$T_EVENT" || { heal_link "$P"; return; }
+    wait_until 30 writer_moves $(($(ls_acks "$ACKS") + 20)) || problem "the writer does not carry on at h$NEW (20 acks within 30 s)"
+    heal_link "$P"
+    t0=$(now)
+    say "h$P's link is up again"
+    wait_rejoin "$P" "$t0"
+    DIVERGED="$(diverged_seen "$P" "$dirs" "$since")"
+    say "set aside: $DIVERGED"
+}
+
+sc_partition_peer() {
+    local Q i
+    for ((i = 1; i <= LAB_HOSTS; i++)); do [ "$i" != "$P" ] && Q=$i && break; done
+    say "peer h$Q partitioned for $TTL s + 3 s"
+    cut_link "$Q"
+    T_EVENT=$(now)
+    sleep "$(awk -v t="$TTL" 'BEGIN { print t + 3 }')"
+    wait_until 20 writer_moves $(($(ls_acks "$ACKS") + 20)) || problem "the writer stalls while peer h$Q is cut off"
+    same_primary "$P" "$EP" "the partition of peer h$Q"
+    heal_link "$Q"
+    wait_rejoin "$Q" "$(now)"
+}
+
+sc_kill_etcd_member() {
+    local EPID argv=()
+    lab_is_etcd_host "$P" || { problem "h$P holds no etcd member" && return; }
+    EPID="$(lab_pid "$P" etcd)"
+    lab_pid_in_host "$EPID" "$P" || { problem "the etcd pid file of h$P names no running etcd" && return; }
+    mapfile -t argv < <(argv_of "$EPID")
+    say "SIGKILL of the etcd member on the primary h$P ($EPID) for 2 x $TTL s + 2 s"
+    kill -KILL "$EPID"
+    T_EVENT=$(now)
+    wait_until 10 pid_gone "$EPID" || problem "etcd $EPID still runs"
+    sleep "$(awk -v t="$TTL" 'BEGIN { print 2 * t + 2 }')"
+    same_primary "$P" "$EP" "the loss of h$P's etcd member"
+    sleep 1.5 # a killed member needs more than 1 s to free its ports
+    daemon_again "$P" etcd "${argv[@]}"
+    wait_until 30 eval 'lab_client curl -sf -m 2 "$(lab_etcd_url "$P")/health" 2>/dev/null | grep -q true' ||
+        problem "the etcd member of h$P is not healthy within 30 s of its restart"
+}
+
+sc_restart_all() {
+    local i AP all=() argvs=() n
+    for ((i = 1; i <= LAB_HOSTS; i++)); do
+        AP="$(lab_pid "$i" agent)"
+        lab_pid_in_host "$AP" "$i" || { problem "no running agent on h$i" && return; }
+        argvs[i]="$(argv_of "$AP" | tr '\n' '\001')"
+        freeze_tree "$AP"
+        all+=("${FROZEN[@]}")
+    done
+    say "every agent SIGKILLed at once (${#all[@]} processes with their services), then restarted"
+    kill -KILL "${all[@]}" 2>/dev/null
+    T_EVENT=$(now)
+    STOPPED=()
+    for i in "${all[@]}"; do wait_until 10 pid_gone "$i" || problem "pid $i still runs 10 s after SIGKILL"; done
+    for ((i = 1; i <= LAB_HOSTS; i++)); do
+        for n in "${LAB_WORKLOADS[@]}"; do lab_in "$i" umount -l "$(lab_hdir "$i")/$n/data" 2>/dev/null; done
+        IFS=$'\001' read -r -a AV <<<"${argvs[i]}"
+        daemon_again "$i" agent "${AV[@]}"
+    done
+    if ls_wait_primary 120 "$W" "$EP" -1 && svc_wait_answering "$PRIMARY" 30; then
+        RECOVERY=$(secs "$T_EVENT" "$(now)") NEW=$PRIMARY NEW_EPOCH=$PRIMARY_EPOCH
+        say "h$NEW is the one primary (epoch $NEW_EPOCH), $W answering $RECOVERY s after the kill"
+    else
+        problem "not exactly one primary with $W answering within 150 s of the restart ($WAIT_SEEN)"
+        return
+    fi
+    for ((i = 1; i <= LAB_HOSTS; i++)); do [ "$i" = "$NEW" ] || wait_rejoin "$i" "$T_EVENT"; done
+}
+
+# ---------------------------------------------------------------- the run
+
+check_now() {
+    local host=$1 name=$2 out
+    if [ "$W" = redis ]; then
+        out="$(ls_fc check --host "$(lab_addr "$host")" --port "$PORT" --acks "$ACKS" 2>&1)"
+    else
+        out="$(timeout -k 5 180 ip netns exec "$LAB_CLIENT" python3 "$PGC" check --host "$(lab_addr "$host")" --port "$PORT" --acks "$ACKS" 2>&1)"
+    fi
+    printf '%s\n' "$out" >"$RUN/check-$name.out"
+    CHECK_LOST="$(sed -n 's/^lost acknowledged writes: \([0-9][0-9]*\)$/\1/p' <<<"$out")"
+    CHECK_ACKED="$(sed -n 's/^check: acked=\([0-9]*\) .*/\1/p' <<<"$out")"
+    say "check ($name) on h$host: $(grep -E '^(check|missing|wrong)' <<<"$out" | tr '\n' ' ')"
+}
+record_cycle() {
+    python3 -c 'import json, sys; print(json.dumps(dict(a.split("=", 1) for a in sys.argv[1:])))' "$@" >>"$CYCLES_LOG"
+}
+
+ls_wait_primary 60 "$W" 0 -1 || { say "no single primary for $W with its service running: $WAIT_SEEN" && exit 1; }
+say "$SCENARIO x $CYCLES on $LAB_HOSTS hosts (prefix $LAB_PREFIX, lease TTL $TTL s): primary h$PRIMARY epoch $PRIMARY_EPOCH; results in $RUN"
+MON_ARGS=()
+for ((i = 1; i <= LAB_HOSTS; i++)); do MON_ARGS+=("h$i=$(lab_netns "$i")=$(lab_api "$i")"); done
+python3 "$ROOT/scripts/chaos/monitor.py" --workload "$W" --out "$RUN/monitor.jsonl" --stop "$RUN/monitor.stop" \
+    "${MON_ARGS[@]}" >"$RUN/monitor.out" 2>&1 </dev/null &
+MONITOR=$!
+if [ "$W" = redis ]; then
+    ip netns exec "$LAB_CLIENT" python3 -u "$LS_FC" write --agents "$(ls_agents)" --port "$PORT" --workload "$W" \
+        --acks "$ACKS" --detail --seconds 86400 --stop "$RUN/writer.stop" --timeout 3 --prefix "chaos$$" --seed "$RANDOM" \
+        >"$RUN/writer.out" 2>&1 </dev/null &
+else
+    ip netns exec "$LAB_CLIENT" python3 -u "$PGC" write --agents "$(ls_agents)" --port "$PORT" \
+        --acks "$ACKS" --seconds 86400 --stop "$RUN/writer.stop" --timeout 3 --prefix "chaos$$" --seed "$RANDOM" \
+        >"$RUN/writer.out" 2>&1 </dev/null &
+fi
+WRITER=$!
+wait_until 30 writer_moves 20 || { say "the writer gets no writes acknowledged: $(tail -n 3 "$RUN/writer.out")" && exit 1; }
+
+ABORT=0
+for ((c = 1; c <= CYCLES; c++)); do
+    FAILS=() NEW="" NEW_EPOCH="" RECOVERY="" FENCE="" REJOINED="" DIVERGED="" CHECK_LOST="" CHECK_ACKED=""
+    if ! ls_wait_primary 60 "$W" 0 -1; then
+        record_cycle cycle="$c" failures="no single primary before the cycle: $WAIT_SEEN"
+        say "cycle $c: no single primary: $WAIT_SEEN; stopping"
+        ABORT=1
+        break
+    fi
+    P=$PRIMARY EP=$PRIMARY_EPOCH
+    # a cycle starts on a healed volume: damage while self-heal of the last one still runs
+    # can leave no good copy of a file on the surviving bricks (ENOTCONN for the new primary)
+    t_heal=$(now)
+    wait_healed 180 || {
+        printf '%s\n' "$HEAL_INFO" >"$RUN/heal-info-cycle$c.out"
+        lab_in 1 timeout -k 5 30 gluster --mode=script volume heal "$LAB_VOLUME" info >>"$RUN/heal-info-cycle$c.out" 2>&1
+        problem "the volume is not healed within 180 s before the cycle ($RUN/heal-info-cycle$c.out)"
+    }
+    say "cycle $c: volume healed ($(secs "$t_heal" "$(now)") s)"
+    sleep 2 # some writes on this primary first
+    say "cycle $c/$CYCLES: $SCENARIO, primary h$P epoch $EP, $(ls_acks "$ACKS") acknowledged so far"
+    "sc_${SCENARIO//-/_}"
+    if [ -n "$NEW" ]; then check_now "$NEW" "cycle$c"; else check_now "$P" "cycle$c"; fi
+    [ -n "$CHECK_LOST" ] || problem "the checker could not read $W ($RUN/check-cycle$c.out)"
+    [ "${CHECK_LOST:-0}" = 0 ] || problem "$CHECK_LOST acknowledged writes lost"
+    record_cycle cycle="$c" old="h$P" old_epoch="$EP" new="${NEW:+h$NEW}" new_epoch="$NEW_EPOCH" \
+        recovery_s="$RECOVERY" fence_s="$FENCE" rejoined_s="$REJOINED" acked="$CHECK_ACKED" lost="$CHECK_LOST" \
+        diverged="$DIVERGED" failures="$(printf '%s; ' "${FAILS[@]+"${FAILS[@]}"}" | sed 's/; $//')"
+    if [ -z "$NEW" ]; then
+        say "cycle $c: no primary after the damage; stopping"
+        ABORT=1
+        break
+    fi
+done
+
+# the writer stops; every acknowledged key, read back from the primary
+touch "$RUN/writer.stop" "$RUN/monitor.stop"
+wait_gone "$WRITER" 30 || lb_kill_pid "$WRITER"
+WRITER=""
+wait_gone "$MONITOR" 10 || lb_kill_pid "$MONITOR"
+MONITOR=""
+say "$(tail -n 1 "$RUN/writer.out")"
+FINAL_LOST=""
+if ls_wait_primary 60 "$W" 0 -1; then
+    check_now "$PRIMARY" final
+    FINAL_LOST=$CHECK_LOST
+else
+    say "no single primary for the final check: $WAIT_SEEN"
+fi
+TALLY_ARGS=()
+[ "$JSON" = 1 ] && TALLY_ARGS+=(--json)
+python3 "$ROOT/scripts/chaos/tally.py" --scenario "$SCENARIO" --workload "$W" --cycles-log "$CYCLES_LOG" \
+    --acks "$ACKS" --monitor "$RUN/monitor.jsonl" --final-lost "${FINAL_LOST:-unknown}" --json-out "$RUN/result.json" \
+    "${TALLY_ARGS[@]+"${TALLY_ARGS[@]}"}"
+rc=$?
+[ "$ABORT" = 1 ] && rc=1
+exit "$rc"
