@@ -5,7 +5,8 @@ import Logging
 public import ServiceLifecycle
 
 /// One workload as a service of the agent's group: drives its control loop, its renewals
-/// beside a recovery, its scheduled snapshots and its journal flushes, each on the agent's
+/// beside a recovery, the check of its fencing deadline, its scheduled snapshots and its
+/// journal flushes, each on the agent's
 /// blocking pool; on graceful shutdown or cancellation it stops the workload's service and
 /// unmounts its data dir (`WorkloadSupervisor.stop`). A standalone workload whose data dir is
 /// unmounted from outside ends the service with an error, which stops the agent.
@@ -52,6 +53,9 @@ public struct WorkloadService: Service {
                     try await every({ supervisor.recoveryRenewalInterval }) { supervisor.renewWhileRecovering() }
                 }
                 group.addTask { try await every(1) { supervisor.snapshotIfDue() } }
+                group.addTask {
+                    try await every(WorkloadSupervisor.fenceCheckInterval) { supervisor.fenceIfPastDeadline() }
+                }
             }
             try await group.next()
             group.cancelAll()

@@ -228,6 +228,18 @@ public final class WorkloadSupervisor: Sendable {
     /// True once after a change of the lease was noted.
     func takeLeaseChange() -> Bool { leaseChanged.exchange(false, ordering: .relaxed) }
 
+    /// Steps down at once when this primary's fencing deadline has passed (its renewals have
+    /// failed for most of a TTL, e.g. its link is cut), without waiting for the renewal in
+    /// flight to give up: the service is stopped and the data dir unmounted before another
+    /// host can take the lease. Called beside the control loop every `fenceCheckInterval`.
+    func fenceIfPastDeadline() {
+        guard let cluster, !isStopping, role == .primary, let reason = cluster.leases.fenceReason() else { return }
+        demote(cluster, reason: reason)
+    }
+
+    /// How often `fenceIfPastDeadline` looks.
+    static let fenceCheckInterval = 0.1
+
     /// How often the lease is renewed while a recovery runs (the control loop is busy with it).
     var recoveryRenewalInterval: Double { ttl / 4 }
 
