@@ -7,7 +7,9 @@
 # the volume is mounted inside every host and not outside, etcd has 3 members, postgres
 # answers as the postgres user). Then one host loss (scripts/lib/lab_scenario.sh): the redis
 # primary's link is cut and its agent and services SIGKILLed; another host takes over and
-# every write acknowledged before the kill (and after it) is on the new primary. Then
+# every write acknowledged before the kill (and after it) is on the new primary. Before it,
+# one chaos cycle each of kill-primary-host and partition-primary with redis and of
+# kill-primary-host with postgres (scripts/chaos/run.sh on this lab). Then
 # scripts/lab/down.sh, and nothing of the lab is left: no namespace, no mount, no process.
 # The lab has its own prefix (lbsmk) and dir (in the temp dir), so a lab of the user's stays.
 set -uo pipefail
@@ -106,6 +108,27 @@ if ls_wait_primary 30 postgres 0 -1; then
 else
     fail "one primary for postgres" "exactly one agent with role primary and postgres running within 30 s" "$WAIT_SEEN"
 fi
+
+# ---------------------------------------------------------------- chaos cycles
+
+# One cycle of each with scripts/chaos/run.sh on this lab (it leaves the lab up and healed):
+# kill-primary-host and partition-primary with redis, kill-primary-host with postgres. Each
+# must exit 0 (no acknowledged write lost, none under a stale epoch, never two primaries
+# serving, every cycle as its scenario says), and its JSON must say so.
+chaos_cycle() {
+    local scenario=$1 workload=$2 out="$LS_WORK/chaos-$1-$2"
+    CHAOS_DIR="$LS_WORK/chaos" "$LB_REPO_ROOT/scripts/chaos/run.sh" --scenario "$scenario" --workload "$workload" \
+        --cycles 1 --json --lab "$LAB_RUN_DIR" --prefix "$LAB_RUN_PREFIX" >"$out.json" 2>"$out.err"
+    assert_exit "chaos $scenario ($workload), 1 cycle: run.sh exits 0" 0 $? "$out.err"
+    assert_eq "chaos $scenario ($workload): lost, stale-epoch acks, two-primary samples" "0 0 0" \
+        "$(python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["lost"], r["stale_epoch_acks"], r["two_primaries_samples"])' "$out.json" 2>&1)"
+    lb_info "chaos $scenario ($workload): $(tail -n 3 "$out.err" | grep -E "^scenario" | head -n 1)"
+}
+chaos_cycle kill-primary-host redis
+chaos_cycle partition-primary redis
+chaos_cycle kill-primary-host postgres
+# the chaos cycles moved the redis primary: the host loss below starts from where it is now
+if ls_wait_primary 30 redis 0 -1; then LS_P=$PRIMARY; else fail "one primary for redis after the chaos cycles" "one within 30 s" "$WAIT_SEEN"; fi
 
 # ---------------------------------------------------------------- one host loss
 
