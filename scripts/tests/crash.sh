@@ -2,7 +2,8 @@
 # crash.sh: crash safety of backup, forget and prune.
 #
 # Kills lifeboat (SIGKILL) at every documented crash point (LIFEBOAT_CRASH_AT, also POINT:2)
-# and at random instants, CRASH_ROUNDS kills in all (default 60). After every kill:
+# and at random instants (within a bound that adapts to how fast the commands finish here),
+# CRASH_ROUNDS kills in all (default 60). After every kill:
 #   - `check --read-data` exits 0;
 #   - every snapshot committed before the kill is still listed (unless it was being
 #     forgotten) and restores equal to the tree it was taken from (digest + diff + stat);
@@ -61,9 +62,13 @@ run_crash() {
 }
 run_lb() { run_crash "" "$@"; }
 
-# run in the background and SIGKILL after a random 0-300 ms; exit code in LB_RC
+# run in the background and SIGKILL after a random 0-RANDOM_MAX_MS ms; exit code in LB_RC.
+# The bound adapts to how fast the commands run here: a run that finished before its kill
+# shrinks it by a third (at least 10 ms), a run that was killed widens it by 20 ms (at most
+# 300), so the kills keep landing on a fast machine instead of the count falling short.
+RANDOM_MAX_MS=300
 run_random_kill() {
-    local ms=$((RANDOM % 301)) pid
+    local ms=$((RANDOM % (RANDOM_MAX_MS + 1))) pid
     exec 3>&2 2>/dev/null # no "Killed" job notice from bash
     env "LIFEBOAT_LOCK_LEASE_SECONDS=$CRASH_LEASE" "$LIFEBOAT_BIN" "$@" >"$OUT" 2>"$ERR" </dev/null &
     pid=$!
@@ -74,6 +79,11 @@ run_random_kill() {
     exec 2>&3 3>&-
     LB_RC=$LB_WAIT_RC
     RANDOM_DELAY_MS=$ms
+    if [ "$LB_RC" -eq 0 ]; then
+        RANDOM_MAX_MS=$((RANDOM_MAX_MS * 2 / 3 > 10 ? RANDOM_MAX_MS * 2 / 3 : 10))
+    elif [ "$LB_RC" -eq 137 ]; then
+        RANDOM_MAX_MS=$((RANDOM_MAX_MS + 20 < 300 ? RANDOM_MAX_MS + 20 : 300))
+    fi
 }
 
 # rewrite the big files with these indexes (fresh random data) and touch small files
