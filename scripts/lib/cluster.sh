@@ -35,6 +35,19 @@
 
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
+# cluster_hosts NET API PEER REDIS VOLUME: the three hosts of a test cluster, h1 h2 h3 on
+# NET.1 NET.2 NET.3 (e.g. 127.0.0.1 gives 127.0.0.11-13), with their ports and shared volume
+# dir; sets FC, HOSTS, ADDRS, API_PORT, PEER_PORT, REDIS_PORT, VOLUME, AGENT_PIDS, SERVICE_PIDS.
+# Each test uses addresses of its own, so two tests never collide.
+cluster_hosts() {
+    FC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests" && pwd)/failover_client.py"
+    HOSTS=(h1 h2 h3)
+    ADDRS=("$1"1 "$1"2 "$1"3)
+    API_PORT=$2 PEER_PORT=$3 REDIS_PORT=$4 VOLUME=$5
+    AGENT_PIDS=("" "" "") # the running agent of each host ("" while it is down)
+    SERVICE_PIDS=()       # redis pids the status API named
+}
+
 # ---------------------------------------------------------------- small helpers
 
 api() { printf 'http://%s:%s' "${ADDRS[$1]}" "$API_PORT"; }

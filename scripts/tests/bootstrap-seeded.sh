@@ -29,15 +29,8 @@ lb_need_redis_fuse
 lb_setup
 lb_need_agent copy
 
-FC="$LB_TESTS_DIR/failover_client.py"
-HOSTS=(h1 h2 h3)
-ADDRS=(127.0.0.21 127.0.0.22 127.0.0.23)
-API_PORT=7450
-PEER_PORT=7451
-REDIS_PORT=6391
-VOLUME="$LB_TMP/volume"
-AGENT_PIDS=("" "" "")
-SERVICE_PIDS=()
+. "$LB_TESTS_DIR/../lib/cluster.sh"
+cluster_hosts 127.0.0.2 7450 7451 6391 "$LB_TMP/volume"
 MODE=sync
 LEASE_TTL=3s
 SEED_PID=""

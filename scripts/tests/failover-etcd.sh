@@ -3,7 +3,7 @@
 # snapshot, one host loss recovered on another host, every acknowledged write checked, a
 # switchover) with the agents' leases in a real etcd (Debian's etcd-server, one member on
 # 127.0.0.1 with its data in /dev/shm) through the `etcd` coordinator instead of `local`.
-# h1, h2, h3 on 127.0.0.21-.23 (API :7450, stream :7451, redis :6391). Prints each
+# h1, h2, h3 on 127.0.0.51-.53 (API :7460, stream :7461, redis :6393). Prints each
 # recovery's timings, detection included: with etcd a peer learns of the lost lease from the
 # watch.
 #
@@ -46,15 +46,8 @@ done
 assert_true "etcd answers /health on 127.0.0.1:$ETCD_CLIENT" "a healthy member within 10 s" [ "$ready" = 1 ]
 [ "$ready" = 1 ] || lb_finish
 
-FC="$LB_TESTS_DIR/failover_client.py"
-HOSTS=(h1 h2 h3)
-ADDRS=(127.0.0.21 127.0.0.22 127.0.0.23)
-API_PORT=7450
-PEER_PORT=7451
-REDIS_PORT=6391
-VOLUME="$LB_TMP/volume"
-AGENT_PIDS=("" "" "")
-SERVICE_PIDS=()
+. "$LB_TESTS_DIR/../lib/cluster.sh"
+cluster_hosts 127.0.0.5 7460 7461 6393 "$LB_TMP/volume"
 CL_ETCD="http://127.0.0.1:$ETCD_CLIENT"
 CL_ETCD_PREFIX="/lifeboat-test"
 

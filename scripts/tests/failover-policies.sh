@@ -57,15 +57,8 @@ lb_setup
 lb_need_agent copy
 T0=$(date +%s)
 
-FC="$LB_TESTS_DIR/failover_client.py"
-HOSTS=(h1 h2 h3)
-ADDRS=(127.0.0.41 127.0.0.42 127.0.0.43)
-API_PORT=7440
-PEER_PORT=7441
-REDIS_PORT=6392
-VOLUME=""
-AGENT_PIDS=("" "" "")
-SERVICE_PIDS=()
+. "$LB_TESTS_DIR/../lib/cluster.sh"
+cluster_hosts 127.0.0.4 7440 7441 6392 ""
 LEASE_TTL=2s
 LEASE_TTL_S=2
 SYNC_TIMEOUT=2s

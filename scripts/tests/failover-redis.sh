@@ -34,15 +34,8 @@ lb_need_redis_fuse
 lb_setup
 lb_need_agent copy
 
-FC="$LB_TESTS_DIR/failover_client.py"
-HOSTS=(h1 h2 h3)
-ADDRS=(127.0.0.11 127.0.0.12 127.0.0.13)
-API_PORT=7440
-PEER_PORT=7441
-REDIS_PORT=6390
-VOLUME="$LB_TMP/volume"
-AGENT_PIDS=("" "" "") # the running agent of each host ("" while it is down)
-SERVICE_PIDS=()       # redis pids the status API named
+. "$LB_TESTS_DIR/../lib/cluster.sh"
+cluster_hosts 127.0.0.1 7440 7441 6390 "$LB_TMP/volume"
 
 . "$LB_TESTS_DIR/../lib/failover_scenario.sh"
 fo_scenario
