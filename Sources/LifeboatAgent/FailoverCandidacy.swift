@@ -112,14 +112,11 @@ public final class FailoverCandidacy: Sendable {
     private func bootstrapWait(_ local: LocalHolding) -> String? {
         guard local.backing == .empty, local.durable == nil else { return nil }
         if candidacySeconds() > ttl { return nil }
-        var silent: [String] = []
-        for peer in peers {
-            guard let info = directory.query(peer, workload: workload, timeout: FailoverCandidacy.queryTimeout) else {
-                silent.append(peer.host)
-                continue
-            }
-            if info.seeded { return "\(peer.host) holds seed data; it takes the first lease" }
+        let answers = directory.queryAll(peers, workload: workload) { _ in FailoverCandidacy.queryTimeout }
+        if let seeded = peers.first(where: { answers[$0.host]?.seeded == true }) {
+            return "\(seeded.host) holds seed data; it takes the first lease"
         }
+        let silent = peers.map(\.host).filter { answers[$0] == nil }
         if !silent.isEmpty {
             return "waiting for \(silent.joined(separator: ", ")) to answer: one of them may hold seed data"
         }
@@ -127,13 +124,15 @@ public final class FailoverCandidacy: Sendable {
     }
 
     /// Why this host should leave a free lease to a more advanced peer, or nil. After one TTL
-    /// of waiting it goes ahead anyway.
+    /// of waiting it goes ahead anyway. The lease's last holder is not asked: it let the lease
+    /// run out, so it is lost or fenced.
     private func failoverWait(_ lease: Lease, local: LocalHolding) -> String? {
         if candidacySeconds() > ttl { return nil }
         let mine = FailoverCandidacy.end(local.durable, in: lease.history)?.seq ?? 0
-        for peer in peers where peer.host != lease.holder {
-            guard let info = directory.query(peer, workload: workload, timeout: FailoverCandidacy.queryTimeout),
-                info.isPeer,
+        let others = peers.filter { $0.host != lease.holder }
+        let answers = directory.queryAll(others, workload: workload) { _ in FailoverCandidacy.queryTimeout }
+        for peer in others {
+            guard let info = answers[peer.host], info.isPeer,
                 let theirs = FailoverCandidacy.end(info.durable ?? Position(epoch: 0, seq: 0), in: lease.history)
             else { continue }
             if theirs.seq > mine || (theirs.seq == mine && peer.host < host) {
@@ -150,15 +149,23 @@ public final class FailoverCandidacy: Sendable {
     }
 
     /// The peers a recovering host may fetch the delta from: those that answer as peers with a
-    /// durable end in `history`, most advanced first.
+    /// durable end in `history`, most advanced first. All are asked at once; `lostHolder` (the
+    /// host whose lease ran out) is given only `lostHolderTimeout`: it is most likely gone, and
+    /// when it came back (every agent restarted) it answers within milliseconds.
     public func deltaSources(
-        history: [EpochStart], timeout: Double = 1
+        history: [EpochStart], lostHolder: String? = nil, timeout: Double = 1
     ) -> [(peer: PeerConfiguration, durable: Position)] {
-        peers.compactMap { peer -> (peer: PeerConfiguration, durable: Position)? in
-            guard let info = directory.query(peer, workload: workload, timeout: timeout), let durable = info.durable,
-                info.isPeer, history.contains(journalEnd: durable)
+        let answers = directory.queryAll(peers, workload: workload) { peer in
+            peer.host == lostHolder ? min(timeout, FailoverCandidacy.lostHolderTimeout) : timeout
+        }
+        return peers.compactMap { peer -> (peer: PeerConfiguration, durable: Position)? in
+            guard let info = answers[peer.host], let durable = info.durable, info.isPeer,
+                history.contains(journalEnd: durable)
             else { return nil }
             return (peer, durable)
         }.sorted { $0.durable.seq > $1.durable.seq }
     }
+
+    /// How long a recovery waits for the lease's lost holder to answer.
+    static let lostHolderTimeout = 0.25
 }

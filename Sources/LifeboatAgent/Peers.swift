@@ -1,6 +1,8 @@
+import Dispatch
 public import LifeboatCluster
 public import LifeboatCore
 public import LifeboatJournal
+import Synchronization
 
 /// What another agent says it holds of a workload (peer protocol `query`).
 public struct PeerInfo: Sendable, Equatable {
@@ -32,6 +34,27 @@ public protocol PeerDirectory: Sendable {
         _ peer: PeerConfiguration, workload: String, from: UInt64, into writer: JournalWriter
     ) throws
         -> PeerClient.Fetched
+}
+
+extension PeerDirectory {
+    /// Asks every one of `peers` at once, each waiting at most `timeout(peer)` seconds, and
+    /// returns the answers by host (a silent peer has none). The call takes as long as its
+    /// slowest peer, not the sum: a lost host costs its timeout once.
+    public func queryAll(
+        _ peers: [PeerConfiguration], workload: String, timeout: (PeerConfiguration) -> Double
+    ) -> [String: PeerInfo] {
+        let answers = Mutex<[String: PeerInfo]>([:])
+        let group = DispatchGroup()
+        for peer in peers {
+            let wait = timeout(peer)
+            DispatchQueue.global().async(group: group) {
+                guard let info = self.query(peer, workload: workload, timeout: wait) else { return }
+                answers.withLock { $0[peer.host] = info }
+            }
+        }
+        group.wait()
+        return answers.withLock { $0 }
+    }
 }
 
 /// The real peers, over the peer protocol (`PeerClient`).

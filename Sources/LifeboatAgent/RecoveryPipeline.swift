@@ -74,14 +74,16 @@ final class RecoveryPipeline: Sendable {
     }
 
     /// Runs every step for `lease` (just taken). `fresh`: no lease existed before (bootstrap).
-    func run(lease: Lease, fresh: Bool, report: inout RecoveryReport, hooks: Hooks) throws {
+    /// `lostHolder`: the host whose lease ran out (a failover), asked only briefly for records.
+    func run(lease: Lease, fresh: Bool, lostHolder: String? = nil, report: inout RecoveryReport, hooks: Hooks) throws {
         let epoch = lease.epoch
         try announceEpoch(epoch)
         let backing = try BackingDir.state(of: configuration)
         var snapshotPosition: Position?
         if !fresh {
             snapshotPosition = try loadSnapshot(backing: backing, report: &report)
-            try fetchDelta(history: lease.history, after: snapshotPosition, report: &report)
+            try fetchDelta(
+                history: lease.history, after: snapshotPosition, lostHolder: lostHolder, report: &report)
             try replay(after: snapshotPosition?.seq ?? 0, report: &report)
         }
         try writer.sync()
@@ -143,7 +145,10 @@ final class RecoveryPipeline: Sendable {
 
     /// Step 3: the records after the snapshot: this host's own (when they fit the lease's
     /// history and reach back to the snapshot), then the rest from the most advanced peer.
-    func fetchDelta(history: [EpochStart], after snapshotPosition: Position?, report: inout RecoveryReport) throws {
+    func fetchDelta(
+        history: [EpochStart], after snapshotPosition: Position?, lostHolder: String? = nil,
+        report: inout RecoveryReport
+    ) throws {
         let deltaStart = clock.monotonic
         defer { report.deltaSeconds = clock.monotonic - deltaStart }
         let after = snapshotPosition?.seq ?? 0
@@ -154,7 +159,7 @@ final class RecoveryPipeline: Sendable {
             try replica.reset(after: snapshotPosition ?? Position(epoch: 0, seq: 0))
         }
         report.localRecords = Int((writer.durablePosition?.seq ?? after) - after)
-        for (peer, durable) in candidacy.deltaSources(history: history)
+        for (peer, durable) in candidacy.deltaSources(history: history, lostHolder: lostHolder)
         where durable.seq > (writer.durablePosition?.seq ?? 0) {
             do {
                 let from = (writer.durablePosition?.seq ?? after) + 1

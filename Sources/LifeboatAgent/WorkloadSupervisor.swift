@@ -298,7 +298,11 @@ public final class WorkloadSupervisor: Sendable {
                     "took the lease at epoch \(lease.epoch) (\(kind.rawValue)\(previous.map { ", previous holder \($0.holder) at epoch \($0.epoch)" } ?? ""))"
                 )
             },
-            recover: { lease, report in try recover(cluster, lease: lease, fresh: previous == nil, report: &report) })
+            recover: { lease, report in
+                try recover(
+                    cluster, lease: lease, fresh: previous == nil,
+                    lostHolder: kind == .failover ? previous?.holder : nil, report: &report)
+            })
         if case .failed = outcome { demote(cluster, reason: "recovery failed") }
     }
 
@@ -343,7 +347,9 @@ public final class WorkloadSupervisor: Sendable {
 
     // MARK: - recovery
 
-    private func recover(_ cluster: Clustered, lease: Lease, fresh: Bool, report: inout RecoveryReport) throws {
+    private func recover(
+        _ cluster: Clustered, lease: Lease, fresh: Bool, lostHolder: String?, report: inout RecoveryReport
+    ) throws {
         let leases = cluster.leases
         let hooks = RecoveryPipeline.Hooks(
             mounted: { [self] runtime, group, snapshots in
@@ -355,7 +361,7 @@ public final class WorkloadSupervisor: Sendable {
             },
             serviceStarted: { [self] service in state.withLock { $0.service = service } },
             mayCommit: { [self] in leases.fenceReason() ?? (role == .primary ? nil : "this host is not the primary") })
-        try cluster.pipeline.run(lease: lease, fresh: fresh, report: &report, hooks: hooks)
+        try cluster.pipeline.run(lease: lease, fresh: fresh, lostHolder: lostHolder, report: &report, hooks: hooks)
         let finished = report
         state.withLock { state in
             state.role = .primary

@@ -1,5 +1,6 @@
 import LifeboatCluster
 import LifeboatCore
+import Synchronization
 import XCTest
 
 @testable import LifeboatAgent
@@ -163,6 +164,30 @@ final class FailoverCandidacyTests: XCTestCase {
         let sources = candidacy(peers: ["h1", "h3", "h4", "h5"]).deltaSources(history: history)
         XCTAssertEqual(sources.map(\.peer.host), ["h3", "h1"])
         XCTAssertEqual(sources.first?.durable, position(2, 80))
+    }
+
+    func testEveryPeerIsAskedAtOnceAndTheLostHolderOnlyBriefly() {
+        peers.set("h1", nil)
+        peers.set("h3", PeerInfo(durable: position(2, 80), epoch: 2, role: "peer"))
+        peers.set("h4", PeerInfo(durable: position(2, 70), epoch: 2, role: "peer"))
+        peers.rendezvous.withLock { $0 = 3 }
+        let sources = candidacy(peers: ["h1", "h3", "h4"]).deltaSources(history: history, lostHolder: "h1")
+        XCTAssertTrue(peers.queriesMet, "the three peers were asked one after the other, not at once")
+        XCTAssertEqual(sources.map(\.peer.host), ["h3", "h4"])
+        XCTAssertEqual(peers.timeouts["h1"], FailoverCandidacy.lostHolderTimeout, "the lost holder gets a short wait")
+        XCTAssertEqual(peers.timeouts["h3"], 1)
+    }
+
+    func testAFailoverDecisionAsksThePeersAtOnceButNotTheLostHolder() {
+        peers.set("h3", PeerInfo(durable: position(2, 60), epoch: 2, role: "peer"))
+        peers.set("h4", PeerInfo(durable: position(2, 60), epoch: 2, role: "peer"))
+        peers.rendezvous.withLock { $0 = 2 }
+        let lease = expired(holder: "h1")
+        XCTAssertEqual(
+            candidacy("h2", peers: ["h1", "h3", "h4"]).decide(lease: lease, local: holding(position(2, 60))),
+            .failover(lease))
+        XCTAssertTrue(peers.queriesMet, "h3 and h4 were asked one after the other")
+        XCTAssertNil(peers.timeouts["h1"], "the holder whose lease ran out is not asked")
     }
 
     /// A whole cluster on one coordinator: the primary stops renewing (it died); a peer sees

@@ -80,6 +80,17 @@ final class MemoryCoordinator: Coordinator {
 final class FakePeers: PeerDirectory {
     private let answers = Mutex<[String: PeerInfo]>([:])
     private let queries = Atomic<Int>(0)
+    private let asked = Mutex<[String: Double]>([:])
+    /// When set, each query waits (at most 5 s) until this many queries are in flight at once:
+    /// a caller that asks one peer after the other never gets there.
+    let rendezvous = Mutex<Int?>(nil)
+    private let inFlight = Mutex<Int>(0)
+    private let allMet = Atomic<Bool>(true)
+
+    /// The timeout of the last query to each host.
+    var timeouts: [String: Double] { asked.withLock { $0 } }
+    /// False once a query gave up waiting for the others (see `rendezvous`).
+    var queriesMet: Bool { allMet.load(ordering: .relaxed) }
 
     func set(_ host: String, _ info: PeerInfo?) {
         answers.withLock { $0[host] = info }
@@ -89,6 +100,18 @@ final class FakePeers: PeerDirectory {
 
     func query(_ peer: PeerConfiguration, workload: String, timeout: Double) -> PeerInfo? {
         queries.add(1, ordering: .relaxed)
+        asked.withLock { $0[peer.host] = timeout }
+        if let count = rendezvous.withLock({ $0 }) {
+            inFlight.withLock { $0 += 1 }
+            let deadline = Date(timeIntervalSinceNow: 5)
+            while inFlight.withLock({ $0 }) < count {
+                if Date() > deadline {
+                    allMet.store(false, ordering: .relaxed)
+                    break
+                }
+                usleep(1000)
+            }
+        }
         return answers.withLock { $0[peer.host] }
     }
 
