@@ -54,6 +54,9 @@ public struct RecoveryReport: Codable, Sendable, Equatable {
     public var startedAt: Double
     public var snapshot: String?
     public var snapshotPosition: String?
+    /// Set when the recovery started from this host's warm copy at that position (nothing
+    /// was restored from the volume).
+    public var warmFrom: String?
     /// Bytes restored from the volume's repository.
     public var snapshotBytes: UInt64
     /// Records after the snapshot that this host already held.

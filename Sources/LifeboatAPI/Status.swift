@@ -124,12 +124,15 @@ public struct ClusteredWorkloadStatus: Codable, Sendable, Equatable {
     /// Why this host cannot reach the coordinator now (a failed lease read or renewal); a
     /// primary past its fencing deadline has fenced itself, a peer waits.
     public var coordinatorError: String?
+    /// The warm copy (`standby: warm` only).
+    public var standby: StandbyStatus?
 
     public init(
         name: String, role: WorkloadRole, epoch: UInt64, position: String?, durablePosition: String?,
         oldestSeq: UInt64, leaseHolder: String?, leaseExpiresIn: Double?, replication: String, peers: [Peer],
         service: Service, newestSnapshot: SnapshotReference?, lastSnapshot: SnapshotReport?,
-        lastRecovery: RecoveryReport?, alert: String?, mounted: Bool, coordinatorError: String? = nil
+        lastRecovery: RecoveryReport?, alert: String?, mounted: Bool, coordinatorError: String? = nil,
+        standby: StandbyStatus? = nil
     ) {
         self.name = name
         self.role = role
@@ -148,6 +151,37 @@ public struct ClusteredWorkloadStatus: Codable, Sendable, Equatable {
         self.alert = alert
         self.mounted = mounted
         self.coordinatorError = coordinatorError
+        self.standby = standby
+    }
+}
+
+/// A peer's warm copy of a workload (`standby: warm`; Docs/agent.md).
+public struct StandbyStatus: Codable, Sendable, Equatable {
+    /// `warm`.
+    public var mode: String
+    /// `warm` (the backing dir holds `position` exactly), `warming` (restoring the snapshot),
+    /// `cold` (nothing to start from; `problem` says why), `off` (this host is not a peer).
+    public var state: String
+    public var position: String?
+    /// The snapshot the copy was warmed from.
+    public var snapshot: String?
+    /// Records applied to the copy since the agent started.
+    public var appliedRecords: UInt64
+    /// Snapshots restored into the copy since the agent started.
+    public var warmUps: Int
+    public var problem: String?
+
+    public init(
+        mode: String, state: String, position: String?, snapshot: String?, appliedRecords: UInt64, warmUps: Int,
+        problem: String?
+    ) {
+        self.mode = mode
+        self.state = state
+        self.position = position
+        self.snapshot = snapshot
+        self.appliedRecords = appliedRecords
+        self.warmUps = warmUps
+        self.problem = problem
     }
 }
 

@@ -53,6 +53,7 @@ public struct WorkloadService: Service {
                     try await every({ supervisor.recoveryRenewalInterval }) { supervisor.renewWhileRecovering() }
                 }
                 group.addTask { try await every(1) { supervisor.snapshotIfDue() } }
+                group.addTask { try await every(WorkloadSupervisor.warmRoundInterval) { supervisor.warmRound() } }
                 group.addTask {
                     try await every(WorkloadSupervisor.fenceCheckInterval) { supervisor.fenceIfPastDeadline() }
                 }

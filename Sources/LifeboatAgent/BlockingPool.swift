@@ -4,8 +4,8 @@ import NIOPosix
 /// recoveries), renewals beside a recovery, scheduled and requested snapshots, switchovers and
 /// journal flushes. Async code hands work to it with `run` and never blocks its own threads.
 ///
-/// It is sized so that every workload can run a control turn, a renewal, a snapshot and a
-/// flush at once, with two threads left for API requests: a long recovery or snapshot never
+/// It is sized so that every workload can run a control turn, a renewal, a snapshot, a
+/// flush, a fencing check and a warm-copy round at once, with two threads left for API requests: a long recovery or snapshot never
 /// keeps another workload's lease from being renewed.
 public final class BlockingPool: Sendable {
     private let pool: NIOThreadPool
@@ -13,7 +13,7 @@ public final class BlockingPool: Sendable {
 
     /// A started pool for `workloads` workloads.
     public init(workloads: Int) {
-        threads = 2 + 4 * max(workloads, 1)
+        threads = 2 + 6 * max(workloads, 1)
         pool = NIOThreadPool(numberOfThreads: threads)
         pool.start()
     }

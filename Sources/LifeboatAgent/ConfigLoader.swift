@@ -58,7 +58,7 @@ public enum ConfigLoader {
                 node, file: file, path: "workloads[\(index)].",
                 known: [
                     "name", "capture", "data_dir", "backing_dir", "journal_dir", "replication", "min_sync_peers",
-                    "sync_timeout", "on_sync_timeout", "lease_ttl", "service", "snapshot_every",
+                    "sync_timeout", "on_sync_timeout", "lease_ttl", "service", "snapshot_every", "standby",
                 ])
             let name = try item.string("name")
             try item.check(
@@ -116,10 +116,18 @@ public enum ConfigLoader {
             let snapshotEvery =
                 try item.node("snapshot_every") == nil ? nil : try item.duration("snapshot_every", default: 0)
             if let snapshotEvery { try item.check("snapshot_every", snapshotEvery >= 1, "must be at least 1s") }
+            let standbyText = try item.string("standby", default: "cold")
+            guard let standby = WorkloadConfiguration.Standby(rawValue: standbyText) else {
+                throw item.error("standby", "'\(standbyText)' is not a standby (known: cold, warm)")
+            }
+            if standby == .warm {
+                try item.check(
+                    "standby", cluster != nil, "warm needs peers: add `coordinator`, `peers` and `peer_listen`")
+            }
             workloads.append(
                 WorkloadConfiguration(
                     name: name, capture: capture, dataDir: dirs[0], backingDir: dirs[1], journalDir: dirs[2],
-                    replication: replication, service: service, snapshotEvery: snapshotEvery))
+                    replication: replication, service: service, snapshotEvery: snapshotEvery, standby: standby))
         }
         return AgentConfiguration(
             host: host, listen: listen, repository: repository, workloads: workloads, cluster: cluster,

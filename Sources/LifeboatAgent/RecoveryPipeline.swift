@@ -12,7 +12,8 @@ import Logging
 ///
 /// 1. announce the epoch in the repository (older primaries' snapshots are refused from now on);
 /// 2. load the newest snapshot into the backing dir (emptied first; files that no snapshot and
-///    no journal covers are moved aside, never deleted);
+///    no journal covers are moved aside, never deleted), unless this host's warm copy
+///    (`WarmStandby`) already holds the journal through some position: then it starts there;
 /// 3. the delta: this host's own records after the snapshot, then the rest from the most
 ///    advanced peer;
 /// 4. replay the records after the snapshot (`JournalReplay`, as `lifeboat restore --journal`);
@@ -35,6 +36,8 @@ final class RecoveryPipeline: Sendable {
     let policy: ReplicationPolicy
     let peers: [PeerConfiguration]
     let clock: any AgentClock
+    /// This host's warm copy of the workload (`standby: warm`), else nil.
+    let standby: WarmStandby?
     /// The histograms the mount and the streams of this workload feed.
     let metrics: WorkloadMetrics
     let logger: Logger
@@ -42,7 +45,7 @@ final class RecoveryPipeline: Sendable {
     init(
         configuration: WorkloadConfiguration, repositoryPath: String, host: String, writer: JournalWriter,
         replica: ReplicaJournal, leases: LeaseKeeper, candidacy: FailoverCandidacy, directory: any PeerDirectory,
-        policy: ReplicationPolicy, peers: [PeerConfiguration], clock: any AgentClock,
+        policy: ReplicationPolicy, peers: [PeerConfiguration], clock: any AgentClock, standby: WarmStandby? = nil,
         metrics: WorkloadMetrics = .discarded, logger: Logger
     ) {
         self.configuration = configuration
@@ -56,6 +59,7 @@ final class RecoveryPipeline: Sendable {
         self.policy = policy
         self.peers = peers
         self.clock = clock
+        self.standby = standby
         self.metrics = metrics
         self.logger = logger
     }
@@ -77,11 +81,19 @@ final class RecoveryPipeline: Sendable {
     /// `lostHolder`: the host whose lease ran out (a failover), asked only briefly for records.
     func run(lease: Lease, fresh: Bool, lostHolder: String? = nil, report: inout RecoveryReport, hooks: Hooks) throws {
         let epoch = lease.epoch
+        // The warm copy's rounds stop here: the backing dir is the recovery's from now on.
+        let warm = standby?.takeOver(history: lease.history)
         try announceEpoch(epoch)
         let backing = try BackingDir.state(of: configuration)
         var snapshotPosition: Position?
         if !fresh {
-            snapshotPosition = try loadSnapshot(backing: backing, report: &report)
+            if let warm {
+                // The backing dir holds exactly the journal through `warm`: nothing to load.
+                report.warmFrom = "\(warm)"
+                snapshotPosition = warm
+            } else {
+                snapshotPosition = try loadSnapshot(backing: backing, report: &report)
+            }
             try fetchDelta(
                 history: lease.history, after: snapshotPosition, lostHolder: lostHolder, report: &report)
             try replay(after: snapshotPosition?.seq ?? 0, report: &report)

@@ -39,6 +39,7 @@ extension WorkloadSupervisor {
                     recovery.snapshot.map { SnapshotReference(snapshot: $0, position: recovery.snapshotPosition) }
                 },
             lastSnapshot: snapshot.snapshots?.lastReport, lastRecovery: snapshot.lastRecovery, alert: current.alert,
-            mounted: snapshot.runtime?.mount.isServing ?? false, coordinatorError: coordinatorError)
+            mounted: snapshot.runtime?.mount.isServing ?? false, coordinatorError: coordinatorError,
+            standby: standbyStatus)
     }
 }

@@ -33,6 +33,8 @@ public final class WorkloadSupervisor: Sendable {
         let candidacy: FailoverCandidacy
         let policy: ReplicationPolicy
         let pipeline: RecoveryPipeline
+        /// The warm copy (`standby: warm`), else nil.
+        let standby: WarmStandby?
     }
 
     struct State {
@@ -104,13 +106,18 @@ public final class WorkloadSupervisor: Sendable {
             clock: clock)
         let policy = ReplicationPolicy(
             workload: configuration.name, settings: configuration.replication, logger: logger)
+        let standby =
+            configuration.standby == .warm
+            ? WarmStandby(
+                configuration: configuration, repositoryPath: agent.repository, writer: writer, clock: clock,
+                logger: logger) : nil
         let pipeline = RecoveryPipeline(
             configuration: configuration, repositoryPath: agent.repository, host: agent.host, writer: writer,
             replica: replica, leases: leases, candidacy: candidacy, directory: directory, policy: policy,
-            peers: cluster.peers, clock: clock, metrics: metrics, logger: logger)
+            peers: cluster.peers, clock: clock, standby: standby, metrics: metrics, logger: logger)
         self.cluster = Clustered(
             configuration: cluster, replica: replica, leases: leases, candidacy: candidacy, policy: policy,
-            pipeline: pipeline)
+            pipeline: pipeline, standby: standby)
         state = Mutex(State(logContext: logContext, role: .peer))
     }
 
@@ -249,6 +256,18 @@ public final class WorkloadSupervisor: Sendable {
         renew(cluster)
     }
 
+    /// How often a warm copy applies what arrived (`standby: warm`).
+    static let warmRoundInterval = 1.0
+
+    /// One round of the warm copy while this host is a peer (blocking: beside the control loop).
+    func warmRound() {
+        guard let cluster, let standby = cluster.standby, !isStopping, role == .peer else { return }
+        standby.round(history: cluster.leases.lease?.history)
+    }
+
+    /// The warm copy's status (`standby: warm` only).
+    var standbyStatus: StandbyStatus? { cluster?.standby?.status }
+
     /// What this host holds, for the candidacy. A backing dir that cannot be listed counts as
     /// holding data (so this host never defers to others on a guess).
     private func holding() -> LocalHolding {
@@ -343,6 +362,7 @@ public final class WorkloadSupervisor: Sendable {
         state.withLock { state in
             if state.role == .fenced { state.role = .peer }
         }
+        cluster.standby?.resume()
     }
 
     // MARK: - recovery
@@ -369,7 +389,7 @@ public final class WorkloadSupervisor: Sendable {
             state.serviceRestarts = 0
         }
         logger.info(
-            "primary at epoch \(lease.epoch) from \(report.position ?? "an empty journal") (\(report.kind.rawValue): snapshot \(report.snapshotBytes) bytes in \(fmt(report.snapshotLoadSeconds)) s, delta \(report.deltaRecords) records / \(report.deltaBytes) bytes from \(report.deltaPeer ?? "no peer") in \(fmt(report.deltaSeconds)) s, replay \(report.replayedRecords) records in \(fmt(report.replaySeconds)) s, service in \(fmt(report.serviceStartSeconds)) s, total \(fmt(report.totalSeconds)) s)"
+            "primary at epoch \(lease.epoch) from \(report.position ?? "an empty journal") (\(report.kind.rawValue): \(report.warmFrom.map { "warm copy at \($0), " } ?? "")snapshot \(report.snapshotBytes) bytes in \(fmt(report.snapshotLoadSeconds)) s, delta \(report.deltaRecords) records / \(report.deltaBytes) bytes from \(report.deltaPeer ?? "no peer") in \(fmt(report.deltaSeconds)) s, replay \(report.replayedRecords) records in \(fmt(report.replaySeconds)) s, service in \(fmt(report.serviceStartSeconds)) s, total \(fmt(report.totalSeconds)) s)"
         )
     }
 

@@ -150,11 +150,22 @@ public struct WorkloadConfiguration: Sendable, Equatable {
     public var service: ServiceConfiguration?
     /// Seconds between scheduled snapshots on the primary; nil: only on request.
     public var snapshotEvery: Double?
+    /// What a peer keeps of the workload between failovers (`standby`).
+    public var standby: Standby
+
+    /// `standby`: what a peer's backing dir holds while another host is primary.
+    public enum Standby: String, Sendable, CaseIterable {
+        /// Whatever it held last; a failover restores the newest snapshot from the volume.
+        case cold
+        /// The newest snapshot with the stream applied as it arrives: a failover on this host
+        /// loads nothing from the volume (`WarmStandby`).
+        case warm
+    }
 
     public init(
         name: String, capture: Capture, dataDir: String, backingDir: String, journalDir: String,
         replication: ReplicationConfiguration = ReplicationConfiguration(), service: ServiceConfiguration? = nil,
-        snapshotEvery: Double? = nil
+        snapshotEvery: Double? = nil, standby: Standby = .cold
     ) {
         self.name = name
         self.capture = capture
@@ -164,5 +175,6 @@ public struct WorkloadConfiguration: Sendable, Equatable {
         self.replication = replication
         self.service = service
         self.snapshotEvery = snapshotEvery
+        self.standby = standby
     }
 }

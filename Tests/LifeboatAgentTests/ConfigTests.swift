@@ -77,6 +77,18 @@ final class ConfigErrorTests: XCTestCase {
                 .contains("min_sync_peers is 1 but only 0 peers"))
     }
 
+    func testTheStandbyKey() throws {
+        let cluster = valid + "\npeer_listen: 127.0.0.1:7441\ncoordinator:\n  path: /c\npeers: []\n"
+        XCTAssertEqual(try ConfigLoader.parse(cluster, file: "agent.yaml").workloads[0].standby, .cold, "the default")
+        let warm = cluster.replacingOccurrences(of: "name: db", with: "name: db\n    standby: warm")
+        XCTAssertEqual(try ConfigLoader.parse(warm, file: "agent.yaml").workloads[0].standby, .warm)
+        let bad = message(cluster.replacingOccurrences(of: "name: db", with: "name: db\n    standby: hot"))
+        XCTAssertTrue(
+            bad.contains("agent.yaml:4: workloads[0].standby 'hot' is not a standby (known: cold, warm)"), bad)
+        let alone = message(valid.replacingOccurrences(of: "name: db", with: "name: db\n    standby: warm"))
+        XCTAssertTrue(alone.contains("warm needs peers"), alone)
+    }
+
     private func message(_ yaml: String) -> String {
         do {
             _ = try ConfigLoader.parse(yaml, file: "agent.yaml")

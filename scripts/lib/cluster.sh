@@ -206,6 +206,7 @@ workloads:
     sync_timeout: ${SYNC_TIMEOUT:-5s}
     on_sync_timeout: ${ON_SYNC_TIMEOUT:-fail}
     lease_ttl: ${LEASE_TTL:-2s}
+    standby: ${CL_STANDBY:-cold}
     service:
 YAML
         "${CL_SERVICE:-redis_service}" "$i"

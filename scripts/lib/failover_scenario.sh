@@ -29,7 +29,7 @@
 # then call fo_scenario (or the steps one by one). It sets `trap fo_cleanup EXIT`. A step that
 # cannot go on calls give_up (show the logs, lb_finish): a script may define its own after
 # sourcing this file. What the steps saw, for a summary:
-#   FO_SNAPSHOT             the snapshot id of step 2
+#   FO_SNAPSHOT FO_SNAPSHOT_AT  the snapshot id and position of step 2
 #   FO_LOST FO_LOST_EPOCH   the host lost last (index) and its epoch
 #   FO_NEW FO_NEW_EPOCH     the host that took over (index) and its epoch
 #   FO_KILL_ACKS            acknowledged writes when the host was killed
@@ -43,7 +43,7 @@ trap fo_cleanup EXIT
 
 FO_RECOVERY_FIELDS=(epoch kind snapshot detection_seconds lease_seconds snapshot_load_seconds delta_seconds
     replay_seconds mount_seconds service_start_seconds total_seconds snapshot_bytes local_records delta_records
-    delta_bytes delta_peer replayed_records)
+    delta_bytes delta_peer replayed_records warm_from)
 RECOVERIES=()
 
 # fo_setup: checks the addresses are free, starts the cluster
@@ -70,7 +70,7 @@ fo_election() {
     done
 }
 
-# fo_writer_snapshot: step 2; sets WRITER ACKS FO_SNAPSHOT
+# fo_writer_snapshot: step 2; sets WRITER ACKS FO_SNAPSHOT FO_SNAPSHOT_AT
 fo_writer_snapshot() {
     local out rc
     writer_start writer key
@@ -87,18 +87,25 @@ fo_writer_snapshot() {
     rc=$?
     assert_exit "2: POST /v1/workloads/redis/snapshot on the primary (${HOSTS[$P]}) answers 2xx" 0 "$rc"
     assert_match "2: the snapshot answer is 200 with a snapshot id" '^200 [^- ]' "$out"
-    read -r _ FO_SNAPSHOT _ <<<"$out"
+    read -r _ FO_SNAPSHOT FO_SNAPSHOT_AT <<<"$out"
     lb_info "2: snapshot $out after $(acks_count "$ACKS") acknowledged writes"
     sleep 3
 }
 
 # fo_host_loss CYCLE: step 3, one host loss and the recovery; sets FO_* and R_*
+fo_standby_warm() { [ "$(st_field "$1" standby.state)" = warm ]; }
 fo_host_loss() {
-    local c="3.$1" AP EP D N pid at_new f
+    local c="3.$1" AP EP D N pid at_new f i
     assert_primary "$c: a primary before the kill" 30 0 -1 || give_up
     P=$PRIMARY
     EP=$PRIMARY_EPOCH
     AP=${AGENT_PIDS[$P]}
+    if [ "${CL_STANDBY:-cold}" = warm ]; then
+        for i in 0 1 2; do
+            [ "$i" = "$P" ] && continue
+            assert_true "$c: ${HOSTS[$i]} holds a warm copy (standby.state)" "warm within 20 s" wait_until 20 fo_standby_warm "$i"
+        done
+    fi
     lb_info "$c: killing ${HOSTS[$P]} (agent pid $AP, redis pid $PRIMARY_PID, epoch $EP) after $(acks_count "$ACKS") acknowledged writes"
 
     host_kill "$P"
@@ -151,9 +158,18 @@ fo_host_loss() {
     # plus what it fetched from a more advanced peer (delta records): together not empty
     is_int "${R_local_records:-}" || R_local_records=0
     is_int "${R_delta_records:-}" || R_delta_records=0
-    assert_true "$c: the recovery replayed a journal delta after the snapshot (local $R_local_records + fetched $R_delta_records records)" \
-        "a positive number" is_positive "$((R_local_records + R_delta_records))"
-    lb_info "$c: recovery of ${HOSTS[$N]}: delta $R_local_records records held locally + $R_delta_records records / $R_delta_bytes bytes fetched from ${R_delta_peer:-no peer}, snapshot $R_snapshot_bytes bytes; seconds: total $R_total_seconds, detection $R_detection_seconds, lease $R_lease_seconds, snapshot load $R_snapshot_load_seconds, delta $R_delta_seconds, replay $R_replay_seconds, service start $R_service_start_seconds"
+    if [ "${CL_STANDBY:-cold}" = warm ]; then
+        # the new primary was a peer with a warm copy since the snapshot: nothing is restored,
+        # and the copy already holds the records after the snapshot
+        assert_match "$c: ${HOSTS[$N]} recovered from its warm copy (last_recovery.warm_from)" '^[0-9]+:[0-9]+$' "${R_warm_from:-}"
+        assert_eq "$c: nothing was restored from the volume (snapshot_bytes)" 0 "${R_snapshot_bytes:-}"
+        assert_true "$c: the warm copy (at ${R_warm_from:-}) holds records after the snapshot (at $FO_SNAPSHOT_AT)" \
+            "a seq past ${FO_SNAPSHOT_AT#*:}" [ "${R_warm_from#*:}" -gt "${FO_SNAPSHOT_AT#*:}" ] 2>/dev/null
+    else
+        assert_true "$c: the recovery replayed a journal delta after the snapshot (local $R_local_records + fetched $R_delta_records records)" \
+            "a positive number" is_positive "$((R_local_records + R_delta_records))"
+    fi
+    lb_info "$c: recovery of ${HOSTS[$N]}: ${R_warm_from:+warm copy at $R_warm_from, }delta $R_local_records records held locally + $R_delta_records records / $R_delta_bytes bytes fetched from ${R_delta_peer:-no peer}, snapshot $R_snapshot_bytes bytes; seconds: total $R_total_seconds, detection $R_detection_seconds, lease $R_lease_seconds, snapshot load $R_snapshot_load_seconds, delta $R_delta_seconds, replay $R_replay_seconds, service start $R_service_start_seconds"
     RECOVERIES+=("cycle $1 ${HOSTS[$P]}->${HOSTS[$N]} epoch $PRIMARY_EPOCH: total=${R_total_seconds}s snapshotLoad=${R_snapshot_load_seconds}s delta=${R_delta_seconds}s deltaBytes=$R_delta_bytes snapshotBytes=$R_snapshot_bytes")
 
     # the lost host comes back on its empty disk, with the same config

@@ -7,7 +7,10 @@
 # recovery's timings, detection included: with etcd a peer learns of the lost lease from the
 # watch.
 #
-# Environment: MODE=sync|async (default sync), CYCLES (default 1), LB_KEEP=1 keeps the temp
+# The workload runs with `standby: warm`: the peers' warm copies must be the recovery's base.
+#
+# Environment: MODE=sync|async (default sync), CYCLES (default 1), STANDBY=warm|cold (default
+# warm), LB_KEEP=1 keeps the temp
 # dir (<tmp>/etcd.log, <tmp>/hN/agent.log). Skipped without etcd, redis-server, redis-cli or
 # /dev/fuse.
 set -uo pipefail
@@ -50,6 +53,9 @@ assert_true "etcd answers /health on 127.0.0.1:$ETCD_CLIENT" "a healthy member w
 cluster_hosts 127.0.0.5 7460 7461 6393 "$LB_TMP/volume"
 CL_ETCD="http://127.0.0.1:$ETCD_CLIENT"
 CL_ETCD_PREFIX="/lifeboat-test"
+# the peers keep warm copies (failover-redis.sh covers the cold path): the failover restores
+# nothing from the volume
+CL_STANDBY="${STANDBY:-warm}"
 
 . "$LB_TESTS_DIR/../lib/failover_scenario.sh"
 trap 'fo_cleanup; rm -rf "$ETCD_DIR"' EXIT
