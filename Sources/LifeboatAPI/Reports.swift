@@ -69,6 +69,9 @@ public struct RecoveryReport: Codable, Sendable, Equatable {
     public var position: String?
     public var detectionSeconds: Double
     public var leaseSeconds: Double
+    /// Announcing the epoch in the repository: the recovery's first write into the volume
+    /// (it waits out a lost brick's timeout on a replicated volume). Nil from older agents.
+    public var announceSeconds: Double?
     public var snapshotLoadSeconds: Double
     public var deltaSeconds: Double
     public var replaySeconds: Double
@@ -82,7 +85,8 @@ public struct RecoveryReport: Codable, Sendable, Equatable {
         epoch: UInt64, kind: RecoveryKind, startedAt: Double, snapshot: String? = nil, snapshotPosition: String? = nil,
         snapshotBytes: UInt64 = 0, localRecords: Int = 0, deltaRecords: Int = 0, deltaBytes: Int = 0,
         deltaPeer: String? = nil, replayedRecords: Int = 0, position: String? = nil, detectionSeconds: Double = 0,
-        leaseSeconds: Double = 0, snapshotLoadSeconds: Double = 0, deltaSeconds: Double = 0, replaySeconds: Double = 0,
+        leaseSeconds: Double = 0, announceSeconds: Double? = nil, snapshotLoadSeconds: Double = 0,
+        deltaSeconds: Double = 0, replaySeconds: Double = 0,
         mountSeconds: Double = 0, serviceStartSeconds: Double = 0, totalSeconds: Double = 0
     ) {
         self.epoch = epoch
@@ -99,6 +103,7 @@ public struct RecoveryReport: Codable, Sendable, Equatable {
         self.position = position
         self.detectionSeconds = detectionSeconds
         self.leaseSeconds = leaseSeconds
+        self.announceSeconds = announceSeconds
         self.snapshotLoadSeconds = snapshotLoadSeconds
         self.deltaSeconds = deltaSeconds
         self.replaySeconds = replaySeconds

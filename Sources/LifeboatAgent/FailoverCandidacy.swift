@@ -151,11 +151,13 @@ public final class FailoverCandidacy: Sendable {
     /// The peers a recovering host may fetch the delta from: those that answer as peers with a
     /// durable end in `history`, most advanced first. All are asked at once; `lostHolder` (the
     /// host whose lease ran out) is given only `lostHolderTimeout`: it is most likely gone, and
-    /// when it came back (every agent restarted) it answers within milliseconds.
+    /// when it came back (every agent restarted) it answers within milliseconds. With
+    /// `askLostHolder` false it is not asked at all (what only it holds was never acknowledged).
     public func deltaSources(
-        history: [EpochStart], lostHolder: String? = nil, timeout: Double = 1
+        history: [EpochStart], lostHolder: String? = nil, askLostHolder: Bool = true, timeout: Double = 1
     ) -> [(peer: PeerConfiguration, durable: Position)] {
-        let answers = directory.queryAll(peers, workload: workload) { peer in
+        let asked = askLostHolder ? peers : peers.filter { $0.host != lostHolder }
+        let answers = directory.queryAll(asked, workload: workload) { peer in
             peer.host == lostHolder ? min(timeout, FailoverCandidacy.lostHolderTimeout) : timeout
         }
         return peers.compactMap { peer -> (peer: PeerConfiguration, durable: Position)? in

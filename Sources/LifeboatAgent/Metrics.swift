@@ -52,6 +52,7 @@ enum Metrics {
         if let recovery = status.lastRecovery {
             for (part, seconds) in [
                 ("detection", recovery.detectionSeconds), ("lease", recovery.leaseSeconds),
+                ("announce", recovery.announceSeconds ?? 0),
                 ("snapshot_load", recovery.snapshotLoadSeconds), ("delta", recovery.deltaSeconds),
                 ("replay", recovery.replaySeconds), ("mount", recovery.mountSeconds),
                 ("service_start", recovery.serviceStartSeconds), ("total", recovery.totalSeconds),

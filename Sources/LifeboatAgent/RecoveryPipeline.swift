@@ -83,7 +83,9 @@ final class RecoveryPipeline: Sendable {
         let epoch = lease.epoch
         // The warm copy's rounds stop here: the backing dir is the recovery's from now on.
         let warm = standby?.takeOver(history: lease.history)
+        let announceStart = clock.monotonic
         try announceEpoch(epoch)
+        report.announceSeconds = clock.monotonic - announceStart
         let backing = try BackingDir.state(of: configuration)
         var snapshotPosition: Position?
         if !fresh {
@@ -171,7 +173,12 @@ final class RecoveryPipeline: Sendable {
             try replica.reset(after: snapshotPosition ?? Position(epoch: 0, seq: 0))
         }
         report.localRecords = Int((writer.durablePosition?.seq ?? after) - after)
-        for (peer, durable) in candidacy.deltaSources(history: history, lostHolder: lostHolder)
+        // With sync replication that never degrades, every acknowledged record is on a peer
+        // that answers: the lost holder's records beyond them were never acknowledged.
+        let settings = policy.settings
+        let lostHolderNeeded = !(settings.mode == .sync && settings.onTimeout == .fail && settings.minSyncPeers >= 1)
+        for (peer, durable) in candidacy.deltaSources(
+            history: history, lostHolder: lostHolder, askLostHolder: lostHolderNeeded)
         where durable.seq > (writer.durablePosition?.seq ?? 0) {
             do {
                 let from = (writer.durablePosition?.seq ?? after) + 1

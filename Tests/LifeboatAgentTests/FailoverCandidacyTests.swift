@@ -176,6 +176,16 @@ final class FailoverCandidacyTests: XCTestCase {
         XCTAssertEqual(sources.map(\.peer.host), ["h3", "h4"])
         XCTAssertEqual(peers.timeouts["h1"], FailoverCandidacy.lostHolderTimeout, "the lost holder gets a short wait")
         XCTAssertEqual(peers.timeouts["h3"], 1)
+
+        peers.rendezvous.withLock { $0 = nil }
+        let sync = FakePeers()
+        sync.set("h1", PeerInfo(durable: position(2, 99), epoch: 2, role: "peer"))
+        sync.set("h3", PeerInfo(durable: position(2, 80), epoch: 2, role: "peer"))
+        let withoutHolder = FailoverCandidacy(
+            workload: "db", host: "h2", ttl: 10, peers: ["h1", "h3"].map(peer), directory: sync, clock: clock
+        ).deltaSources(history: history, lostHolder: "h1", askLostHolder: false)
+        XCTAssertEqual(withoutHolder.map(\.peer.host), ["h3"], "sync replication: the lost holder is not asked")
+        XCTAssertNil(sync.timeouts["h1"])
     }
 
     func testAFailoverDecisionAsksThePeersAtOnceButNotTheLostHolder() {

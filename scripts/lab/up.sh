@@ -16,8 +16,9 @@
 #
 # Environment: LIFEBOATD_BIN, LIFEBOAT_BIN (default .build/release/ of this checkout),
 # LAB_SUBNET (default 10.88.0: hosts at .1-.N, the client at .200), LAB_LEASE_TTL (3s),
-# LAB_REPLICATION (sync), LAB_SNAPSHOT_EVERY (none), LAB_PING_TIMEOUT (the volume's
-# network.ping-timeout: 2 s; the first write after a brick host is lost stalls that long),
+# LAB_REPLICATION (sync), LAB_STANDBY (the workloads' `standby`: cold), LAB_SNAPSHOT_EVERY
+# (none), LAB_PING_TIMEOUT (the volume's network.ping-timeout: 2 s; the first write after a
+# brick host is lost stalls that long),
 # LAB_ETCD_ORDER (own-first: each agent lists its own etcd member first; fixed: h1, h2, h3).
 #
 # Run twice: when DIR holds a lab whose every process runs and whose agents answer, it prints
@@ -375,6 +376,7 @@ YAML
     sync_timeout: 5s
     on_sync_timeout: fail
     lease_ttl: $LEASE_TTL
+    standby: ${LAB_STANDBY:-cold}
 YAML
             [ -n "${LAB_SNAPSHOT_EVERY:-}" ] && echo "    snapshot_every: $LAB_SNAPSHOT_EVERY"
             echo "    service:"

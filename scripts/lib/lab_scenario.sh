@@ -35,7 +35,7 @@ LS_FC="$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests" && pwd)/failover_client.py
 LS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 LS_RECOVERY_FIELDS=(epoch kind snapshot detection_seconds lease_seconds snapshot_load_seconds delta_seconds
     replay_seconds mount_seconds service_start_seconds total_seconds snapshot_bytes local_records delta_records
-    delta_bytes delta_peer replayed_records)
+    delta_bytes delta_peer replayed_records announce_seconds warm_from)
 LS_WRITER=""
 LS_DOWN_DONE=0
 
