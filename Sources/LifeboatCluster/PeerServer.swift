@@ -92,6 +92,16 @@ public final class PeerServer: Sendable {
         return nil
     }
 
+    /// Where a peer's journal takes up a primary's stream, for the log: `(0, N)` is an empty
+    /// journal that continues a snapshot at seq N (its epoch is not known), not a record.
+    static func describeStart(_ durable: Position?) -> String {
+        guard let durable else { return "the start" }
+        if durable.epoch == 0 {
+            return "seq \(durable.seq + 1) on (an empty journal after the snapshot at seq \(durable.seq))"
+        }
+        return "\(durable)"
+    }
+
     /// A primary's stream: check the hello, then keep records durably and acknowledge them.
     static func receiveStream(
         _ hello: PeerMessage.Hello, _ connection: PeerConnection, provider: any ReplicaProvider,
@@ -111,9 +121,7 @@ public final class PeerServer: Sendable {
         }
         let durable = try replica.welcome(hello)
         try connection.send(.welcome(durable: durable))
-        logger.info(
-            "following primary \(hello.host) at epoch \(hello.epoch) from \(durable.map { "\($0)" } ?? "the start")"
-        )
+        logger.info("following primary \(hello.host) at epoch \(hello.epoch) from \(describeStart(durable))")
         while true {
             guard var message = try connection.receive(timeout: 5) else { continue }
             // Take every batch that is already here, then fsync once (group commit).

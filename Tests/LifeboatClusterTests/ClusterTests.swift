@@ -105,6 +105,14 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(winners.withLock { $0 }, 1)
     }
 
+    func testTheLogNamesWhereAPeerTakesUpTheStream() {
+        XCTAssertEqual(PeerServer.describeStart(nil), "the start")
+        XCTAssertEqual(PeerServer.describeStart(Position(epoch: 2, seq: 40)), "2:40")
+        XCTAssertEqual(
+            PeerServer.describeStart(Position(epoch: 0, seq: 6926)),
+            "seq 6927 on (an empty journal after the snapshot at seq 6926)", "no record of epoch 0 is named")
+    }
+
     func testHistoryFindsDivergedJournals() {
         let history = [EpochStart(epoch: 1, firstSeq: 1), EpochStart(epoch: 2, firstSeq: 101)]
         XCTAssertTrue(history.contains(journalEnd: Position(epoch: 1, seq: 100)))
