@@ -99,7 +99,7 @@ public final class WorkloadSupervisor: Sendable {
         let logContext = WorkloadLogContext(role: .peer)
         let logger = logContext.logger(logger, workload: configuration.name)
         self.logger = logger
-        let replica = ReplicaJournal(workload: configuration.name, writer: writer, logger: logger)
+        let replica = try ReplicaJournal(workload: configuration.name, writer: writer, logger: logger)
         logContext.readEpoch { max(leases.epoch, replica.acceptedEpoch) }
         let candidacy = FailoverCandidacy(
             workload: configuration.name, host: agent.host, ttl: ttl, peers: cluster.peers, directory: directory,

@@ -18,17 +18,35 @@ public final class ReplicaJournal: Sendable {
     /// The seam `accepted-epoch` is written through.
     let io: FileIO
 
+    /// Opens the replica over `writer` and reads `accepted-epoch`. A file that cannot be read
+    /// or does not hold an epoch throws: taking it for 0 would let a fenced primary back in.
     public init(
         workload: String, writer: JournalWriter, calls: any SystemCalls = RealSystemCalls(),
         logger: Logger
-    ) {
+    ) throws {
         self.workload = workload
         self.writer = writer
         self.io = FileIO(calls)
         self.logger = logger
-        let stored =
-            (try? String(contentsOfFile: writer.directory + "/accepted-epoch", encoding: .utf8))
-            .flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+        let path = writer.directory + "/accepted-epoch"
+        var stored: UInt64 = 0
+        do {
+            if let bytes = try io.readFileIfPresent(path) {
+                let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                guard let epoch = UInt64(text) else {
+                    throw LifeboatError(
+                        .integrity, "\(path) does not hold an epoch (it reads '\(text.prefix(40))')",
+                        hint:
+                            "write the highest epoch this host followed into it (see `lifeboat status`), or remove the journal dir to rejoin empty"
+                    )
+                }
+                stored = epoch
+            }
+        } catch let error as SystemError {
+            throw LifeboatError(
+                .operationFailed, "cannot read \(path): \(errnoText(error.code))", hint: "check the journal dir's disk",
+                underlying: error)
+        }
         acceptedEpochValue = Mutex(max(stored, writer.lastPosition?.epoch ?? 0))
     }
 

@@ -178,7 +178,7 @@ final class BackingDirTests: XCTestCase {
             workload: "db", host: "h1", ttl: 10, peers: [], directory: FakePeers(), clock: clock)
         return RecoveryPipeline(
             configuration: workload, repositoryPath: root + "/repo", host: "h1", writer: writer,
-            replica: ReplicaJournal(workload: "db", writer: writer, logger: log.logger), leases: leases,
+            replica: try ReplicaJournal(workload: "db", writer: writer, logger: log.logger), leases: leases,
             candidacy: candidacy, directory: FakePeers(),
             policy: ReplicationPolicy(workload: "db", settings: workload.replication, logger: log.logger), peers: [],
             clock: clock, logger: log.logger)

@@ -18,7 +18,7 @@ final class TestPeer: ReplicaProvider, @unchecked Sendable {
 
     init(directory: String) throws {
         self.directory = directory
-        replicaJournal = ReplicaJournal(
+        replicaJournal = try ReplicaJournal(
             workload: "w", writer: try JournalWriter(directory: directory, segmentSize: 64 << 10), logger: quietLogger)
     }
 

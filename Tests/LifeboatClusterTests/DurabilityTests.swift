@@ -60,15 +60,35 @@ final class DurabilityTests: XCTestCase {
         // A leftover at the old fixed temp name no longer blocks the write.
         XCTAssertEqual(mkdir(directory + "/accepted-epoch.tmp", 0o700), 0)
         let faults = FaultyCalls([.init(.fsync, EIO, where: { $0 == directory })])
-        let failing = ReplicaJournal(workload: "w", writer: writer, calls: faults, logger: quietLogger)
+        let failing = try ReplicaJournal(workload: "w", writer: writer, calls: faults, logger: quietLogger)
         XCTAssertThrowsError(try failing.accept(epoch: 2)) { error in
             XCTAssertEqual(((error as? LifeboatError)?.underlying as? SystemError)?.code, EIO, "\(error)")
         }
         XCTAssertEqual(failing.acceptedEpoch, 0, "an epoch whose write failed is not taken as accepted")
-        let replica = ReplicaJournal(workload: "w", writer: writer, logger: quietLogger)
+        let replica = try ReplicaJournal(workload: "w", writer: writer, logger: quietLogger)
         try replica.accept(epoch: 3)
         XCTAssertEqual(replica.acceptedEpoch, 3)
-        XCTAssertEqual(ReplicaJournal(workload: "w", writer: writer, logger: quietLogger).acceptedEpoch, 3)
+        XCTAssertEqual(try ReplicaJournal(workload: "w", writer: writer, logger: quietLogger).acceptedEpoch, 3)
         XCTAssertThrowsError(try replica.accept(epoch: 2))
+    }
+
+    /// An `accepted-epoch` that cannot be read, or holds no epoch, stops the start: read as 0
+    /// it would let a primary this host already saw fenced stream to it again.
+    func testAnUnreadableOrGarbledAcceptedEpochIsNotTakenForZero() throws {
+        let directory = root + "/journal"
+        let writer = try JournalWriter(directory: directory)
+        try Data("garbage\n".utf8).write(to: URL(fileURLWithPath: directory + "/accepted-epoch"))
+        XCTAssertThrowsError(try ReplicaJournal(workload: "w", writer: writer, logger: quietLogger)) { error in
+            XCTAssertTrue("\(error)".contains("accepted-epoch does not hold an epoch (it reads 'garbage')"), "\(error)")
+        }
+        // a directory in its place: open works, the read fails (EISDIR)
+        XCTAssertEqual(unlink(directory + "/accepted-epoch"), 0)
+        XCTAssertEqual(mkdir(directory + "/accepted-epoch", 0o700), 0)
+        XCTAssertThrowsError(try ReplicaJournal(workload: "w", writer: writer, logger: quietLogger)) { error in
+            XCTAssertTrue("\(error)".contains("cannot read \(directory)/accepted-epoch: "), "\(error)")
+        }
+        XCTAssertEqual(rmdir(directory + "/accepted-epoch"), 0)
+        try Data("7\n".utf8).write(to: URL(fileURLWithPath: directory + "/accepted-epoch"))
+        XCTAssertEqual(try ReplicaJournal(workload: "w", writer: writer, logger: quietLogger).acceptedEpoch, 7)
     }
 }
