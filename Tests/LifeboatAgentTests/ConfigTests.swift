@@ -51,6 +51,7 @@ final class ConfigErrorTests: XCTestCase {
             XCTAssertEqual(workload.replication.leaseTTL, 10)
             XCTAssertEqual(workload.replication.syncTimeout, 5)
             XCTAssertEqual(workload.snapshotEvery, 300)
+            XCTAssertEqual(workload.standby, .warm, "the redis workload keeps warm copies on its peers")
             XCTAssertEqual(workload.service?.health, "redis-cli -p 6379 ping")
             XCTAssertEqual(cluster.backend, .etcd, "real hosts keep their leases in etcd")
             XCTAssertEqual(
