@@ -9,7 +9,7 @@
       answered the whole statement, commit included; only then "KEY SHA256-OF-VALUE HOST EPOCH
       UNIX-TIME" is appended to LOG (the format of failover_client.py write --detail). No answer
       within --timeout, an error or a closed session: the row counts as unacknowledged, and it
-      finds the primary again. The last line: "writer: acked=N unacked=N reconnects=N hosts=...".
+      finds the primary again. The last line: "writer: acked=N unacked=N errors=N reconnects=N next=KEY hosts=...".
 
   pg_client.py check --host ADDR [--port 5432] --acks LOG [--wait 30]
       Reads every row of chaos_rows and compares it with the log. Prints "check: acked=N ok=N
@@ -18,15 +18,13 @@
 import argparse
 import hashlib
 import os
-import random
 import select
 import subprocess
 import sys
 import time
-import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-from failover_client import find_primary, say  # noqa: E402
+from failover_client import run_writer  # noqa: E402
 
 TABLE = "chaos_rows"
 
@@ -76,62 +74,28 @@ def sha(s):
 
 
 def cmd_write(a):
-    agents = [u.rstrip("/") for u in a.agents.split(",") if u.strip()]
-    rnd = random.Random(a.seed)
-    end = time.monotonic() + a.seconds
+    def connect(addr):
+        s = Session(addr, a.port)
+        try:
+            ans = s.ask("CREATE TABLE IF NOT EXISTS %s (k text PRIMARY KEY, v text NOT NULL); SELECT 'ready';"
+                        % TABLE, a.timeout)
+            while ans != "ready":
+                ans = s.line(a.timeout)
+        except (OSError, TimeoutError, ConnectionError) as e:
+            s.close()
+            raise OSError(str(e))
+        return s
 
-    def stopping():
-        return time.monotonic() >= end or (a.stop is not None and os.path.exists(a.stop))
+    def write_one(s, key, rnd):
+        value = "%s=%x" % (key, rnd.getrandbits(rnd.choice((32, 256, 2048))))
+        try:
+            ans = s.ask("INSERT INTO %s (k, v) VALUES ('%s', '%s') RETURNING k;" % (TABLE, key, value), a.timeout)
+        except (OSError, TimeoutError, ConnectionError) as e:
+            ans = "(%s)" % e
+        return ans == key, value.encode(), ans[:200]
 
-    counter = acked = unacked = reconnects = 0
-    per_host = {}
-    s, host, epoch = None, None, None
-    with open(a.acks, "a") as log:
-        while not stopping():
-            if s is None:
-                found = find_primary(agents, "postgres", stopping)
-                if found is None:
-                    break
-                epoch, url, host = found
-                addr = urllib.parse.urlsplit(url).hostname
-                s = Session(addr, a.port)
-                try:
-                    ans = s.ask("CREATE TABLE IF NOT EXISTS %s (k text PRIMARY KEY, v text NOT NULL); SELECT 'ready';"
-                                % TABLE, a.timeout)
-                    while ans != "ready":
-                        ans = s.line(a.timeout)
-                except (OSError, TimeoutError, ConnectionError) as e:
-                    say("cannot use postgres on %s (%s): %s" % (host, addr, e))
-                    s.close()
-                    s = None
-                    time.sleep(0.2)
-                    continue
-                say("writing rows to %s (%s:%d, epoch %s) from %s:%d" % (host, addr, a.port, epoch, a.prefix, counter))
-            key = "%s:%d" % (a.prefix, counter)
-            counter += 1
-            value = "%s=%x" % (key, rnd.getrandbits(rnd.choice((32, 256, 2048))))
-            try:
-                ans = s.ask("INSERT INTO %s (k, v) VALUES ('%s', '%s') RETURNING k;" % (TABLE, key, value), a.timeout)
-            except (OSError, TimeoutError, ConnectionError) as e:
-                ans = "(%s)" % e
-            if ans == key:
-                log.write("%s %s %s %s %.6f\n" % (key, sha(value), host, epoch, time.time()))
-                log.flush()
-                acked += 1
-                per_host[host] = per_host.get(host, 0) + 1
-            else:
-                unacked += 1
-                reconnects += 1
-                say("%s did not acknowledge %s: %s" % (host, key, ans[:200]))
-                s.close()
-                s = None
-                time.sleep(0.2)
-    if s is not None:
-        s.close()
-    print("writer: acked=%d unacked=%d reconnects=%d next=%s:%d hosts=%s" % (
-        acked, unacked, reconnects, a.prefix, counter,
-        ",".join("%s:%d" % kv for kv in sorted(per_host.items())) or "-"), flush=True)
-    return 0
+    a.start, a.detail = 0, True
+    return run_writer(a, "postgres", connect, write_one)
 
 
 def cmd_check(a):

@@ -211,7 +211,14 @@ def find_primary(agents, workload, stopping):
         time.sleep(0.2)
 
 
-def cmd_write(a):
+def run_writer(a, workload, connect, write_one):
+    """The writer loop both writers share: follows the primary of `workload` among a.agents
+    until a.seconds pass or a.stop exists, writes distinct keys a.prefix:N, and logs a key to
+    a.acks only after the service acknowledged it ("KEY SHA256 HOST EPOCH TIME" with
+    a.detail, else "KEY SHA256"). connect(addr) returns a session (or raises OSError);
+    write_one(session, key, rnd) returns (acknowledged, value bytes, note for a refusal) or
+    raises OSError when the session broke. A refusal or a broken session counts the key as
+    unacknowledged and finds the primary again. Prints the summary line at the end."""
     agents = [u.rstrip("/") for u in a.agents.split(",") if u.strip()]
     rnd = random.Random(a.seed)
     end = time.monotonic() + a.seconds
@@ -222,37 +229,35 @@ def cmd_write(a):
     counter = a.start
     acked = unacked = errors = reconnects = 0
     per_host = {}
-    conn, host = None, None
+    session, host, epoch = None, None, None
     say("writer: agents %s, prefix %s, seed %d" % (",".join(agents), a.prefix, a.seed))
     with open(a.acks, "a") as log:
         while not stopping():
-            if conn is None:
-                found = find_primary(agents, a.workload, stopping)
+            if session is None:
+                found = find_primary(agents, workload, stopping)
                 if found is None:
                     break
                 epoch, url, host = found
                 addr = urllib.parse.urlsplit(url).hostname
                 try:
-                    conn = Redis(addr, a.port, a.timeout)
+                    session = connect(addr)
                 except OSError as e:
-                    say("cannot connect to %s (%s:%d): %s" % (host, addr, a.port, e))
+                    say("cannot use %s on %s (%s:%d): %s" % (workload, host, addr, a.port, e))
                     time.sleep(0.2)
                     continue
                 say("writing to %s (%s:%d, epoch %s) from %s:%d" % (host, addr, a.port, epoch, a.prefix, counter))
             key = "%s:%d" % (a.prefix, counter)
             counter += 1
-            size = rnd.choice((8, 64, 512, 4096))
-            value = ("%s=%0*x" % (key, size, rnd.getrandbits(size * 4))).encode()
             try:
-                r = conn.call(b"SET", key.encode(), value)
-            except (OSError, ValueError) as e:
+                ok, value, note = write_one(session, key, rnd)
+            except OSError as e:
                 unacked += 1
                 reconnects += 1
                 say("%s went away at %s (not acknowledged): %s" % (host, key, e))
-                conn.close()
-                conn = None
+                session.close()
+                session = None
                 continue
-            if r == "OK" and not isinstance(r, ErrorReply):
+            if ok:
                 if a.detail:
                     log.write("%s %s %s %s %.6f\n" % (key, sha(value), host, epoch, time.time()))
                 else:
@@ -265,16 +270,29 @@ def cmd_write(a):
                 errors += 1
                 reconnects += 1
                 if errors <= 50:
-                    say("%s answered SET %s with %r (not acknowledged); finding the primary again" % (host, key, r))
-                conn.close()
-                conn = None
+                    say("%s answered %s with %s (not acknowledged); finding the primary again" % (host, key, note))
+                session.close()
+                session = None
                 time.sleep(0.2)
-    if conn is not None:
-        conn.close()
+    if session is not None:
+        session.close()
     print("writer: acked=%d unacked=%d errors=%d reconnects=%d next=%s:%d hosts=%s" % (
         acked, unacked, errors, reconnects, a.prefix, counter,
         ",".join("%s:%d" % kv for kv in sorted(per_host.items())) or "-"), flush=True)
     return 0
+
+
+def cmd_write(a):
+    def write_one(conn, key, rnd):
+        size = rnd.choice((8, 64, 512, 4096))
+        value = ("%s=%0*x" % (key, size, rnd.getrandbits(size * 4))).encode()
+        try:
+            r = conn.call(b"SET", key.encode(), value)
+        except ValueError as e:
+            raise OSError(str(e))
+        return r == "OK" and not isinstance(r, ErrorReply), value, "SET %r" % (r,)
+
+    return run_writer(a, a.workload, lambda addr: Redis(addr, a.port, a.timeout), write_one)
 
 
 # ---------------------------------------------------------------- checker
