@@ -47,6 +47,9 @@ public final class WorkloadSupervisor: Sendable {
         var service: ServiceProcess?
         var lastRecovery: RecoveryReport?
         var serviceRestarts = 0
+        /// Set while a switchover stops the service and hands the lease on: supervision
+        /// must not start the service again meanwhile.
+        var switchingOver = false
     }
     private let state: Mutex<State>
     private let stopping = Atomic<Bool>(false)
@@ -421,9 +424,28 @@ public final class WorkloadSupervisor: Sendable {
         }
     }
 
+    /// Whether supervision starts an exited service again: never while a switchover stopped
+    /// it on purpose, and never over a data dir that is not served (the service would write
+    /// into the bare mount point, past the capture: writes it acknowledged would be lost).
+    static func mayRestartService(running: Bool, switchingOver: Bool, mounted: Bool) -> Bool {
+        !running && !switchingOver && mounted
+    }
+
+    /// Held while supervision restarts the service and while a switchover begins, so a
+    /// restart in flight finishes before the switchover stops the service.
+    private let serviceControl = NSLock()
+
     /// Restarts a service that exited on its own while this host is primary.
     private func superviseService() {
-        guard let service = state.withLock({ $0.service }), !service.isRunning else { return }
+        serviceControl.lock()
+        defer { serviceControl.unlock() }
+        let (found, switchingOver, mounted) = state.withLock {
+            ($0.service, $0.switchingOver, $0.runtime?.mount.isServing ?? false)
+        }
+        guard let service = found,
+            WorkloadSupervisor.mayRestartService(
+                running: service.isRunning, switchingOver: switchingOver, mounted: mounted)
+        else { return }
         // At most one restart a second, so a service that cannot start does not spin.
         let now = clock.monotonic
         let due = lastServiceRestart.withLock { last -> Bool in
@@ -454,6 +476,10 @@ public final class WorkloadSupervisor: Sendable {
             throw LifeboatError(.badInput, "workload \(name) is not primary on \(agent.host) (it is \(role.rawValue))")
         }
         let switchover = Switchover(workload: name, host: agent.host, leases: cluster.leases, logger: logger)
+        serviceControl.lock()
+        state.withLock { $0.switchingOver = true }
+        serviceControl.unlock()
+        defer { state.withLock { $0.switchingOver = false } }
         let (chosen, last) = try switchover.run(
             to: target, group: group, lastSeq: { writer.lastPosition?.seq ?? 0 },
             stopServing: {

@@ -29,6 +29,17 @@ final class SwitchoverTests: XCTestCase {
         return (result.host, steps)
     }
 
+    /// Seen in failover-redis.sh: the switchover stopped redis, supervision started it again
+    /// over the unmounted data dir, and the writer's next 2,955 acknowledged SETs went to that
+    /// redis, past the capture, and were lost. Supervision restarts only an exited service
+    /// whose data dir is served, and never during a switchover.
+    func testSupervisionDoesNotRestartAServiceTheSwitchoverStoppedOrOverAnUnservedDir() {
+        XCTAssertTrue(WorkloadSupervisor.mayRestartService(running: false, switchingOver: false, mounted: true))
+        XCTAssertFalse(WorkloadSupervisor.mayRestartService(running: false, switchingOver: true, mounted: true))
+        XCTAssertFalse(WorkloadSupervisor.mayRestartService(running: false, switchingOver: false, mounted: false))
+        XCTAssertFalse(WorkloadSupervisor.mayRestartService(running: true, switchingOver: false, mounted: true))
+    }
+
     func testASwitchoverToANamedPeerHandsTheLeaseOver() throws {
         let group = FakeGroup([
             GroupPeer(host: "h2", connected: true, acked: position(1, 42)),
