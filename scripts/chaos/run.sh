@@ -628,6 +628,7 @@ sc_volume_full() {
     answers "$P" || problem "$W on h$P does not answer on the full volume"
     wait_until 30 writer_moves $(($(ls_acks "$ACKS") + 20)) || problem "the writer stalls on the full volume (20 acks within 30 s)"
     lab_pid_in_host "$(lab_pid "$P" agent)" "$P" || problem "the agent of h$P is gone after the failed snapshot"
+    for i in 1 2 3; do brick_pid_now "$i" >/dev/null || problem "the brick of h$i went down on the full volume"; done
     same_primary "$P" "$EP" "the full volume"
     remove_ballast || { problem "cannot remove the ballast $BALLAST on h$Q" && return; }
     say "ballast removed: $(volume_avail "$P") bytes free"

@@ -287,8 +287,13 @@ step "volume set cluster.heal-timeout $HEAL_TIMEOUT" gl 1 volume set "$LAB_VOLUM
 # system when the space df shows is used up. With the reserve, the bricks check their free
 # space only every 5 s and writes slip into the reserve meanwhile (an 8 MiB snapshot
 # committed into a volume with 2 MiB free); set to 0 on a brick already refusing writes, the
-# reserve check stops with its "full" flag still set and every create fails until a restart
-[ -n "$BRICK_SIZE" ] && step "volume set storage.reserve 0" gl 1 volume set "$LAB_VOLUME" storage.reserve 0
+# reserve check stops with its "full" flag still set and every create fails until a restart.
+# Without the reserve the bricks' health check (a write into .glusterfs/ every 30 s) must go
+# too: on ENOSPC it takes the brick down (SIGTERM of itself), all three at once on a full volume
+if [ -n "$BRICK_SIZE" ]; then
+    step "volume set storage.reserve 0" gl 1 volume set "$LAB_VOLUME" storage.reserve 0
+    step "volume set storage.health-check-interval 0" gl 1 volume set "$LAB_VOLUME" storage.health-check-interval 0
+fi
 step "volume start" gl 1 volume start "$LAB_VOLUME"
 bricks_online() {
     [ "$(gl 1 volume status "$LAB_VOLUME" --xml 2>/dev/null | python3 -c '
