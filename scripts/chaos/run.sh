@@ -46,7 +46,7 @@
 #                 brought up with scripts/lab/up.sh --dir DIR --prefix P and taken down at the end
 #   --prefix P    the prefix for a lab it brings up (default lab; a running lab's own is used)
 #   --brick-size SIZE  the bricks of a lab it brings up (up.sh --brick-size; default: plain
-#                 dirs, 1G for volume-full); a running lab keeps its own. volume-full refuses
+#                 dirs, 4G for volume-full); a running lab keeps its own. volume-full refuses
 #                 (exit 2) a running lab whose bricks are plain dirs
 #
 # Results stay in CHAOS_DIR (default /var/tmp/lifeboat-chaos)/SCENARIO.TIME/: result.json,
@@ -94,7 +94,7 @@ if [ -n "$BRICK_SIZE" ]; then
     m="$(lab_size_mib "$BRICK_SIZE")" && [ "$m" -ge "$LAB_BRICK_MIN_MIB" ] ||
         bad "--brick-size must be a size of at least ${LAB_BRICK_MIN_MIB}M like 512M or 2G (M or G), not '$BRICK_SIZE'"
 fi
-[ "$SCENARIO" = volume-full ] && BRICK_SIZE=${BRICK_SIZE:-1G}
+[ "$SCENARIO" = volume-full ] && BRICK_SIZE=${BRICK_SIZE:-4G} # sparse: room for 50 cycles (~20 MB each) costs nothing
 DIR="$(realpath -m "${DIR:-$ROOT/lab}")"
 require_root "the lab's namespaces, signals to its processes" "$@"
 
@@ -150,7 +150,7 @@ lab_is_up() {
 if lab_is_up; then
     say "using the running lab in $DIR (prefix $LAB_PREFIX, $LAB_HOSTS hosts, bricks ${LAB_BRICK_SIZE:-plain dirs})"
     if [ "$SCENARIO" = volume-full ] && [ -z "$LAB_BRICK_SIZE" ]; then
-        echo "$LB_SCRIPT: volume-full needs bricks of a bounded size, and the running lab in $DIR has plain-dir bricks (as big as the file system under them): take it down (scripts/lab/down.sh --dir $DIR) and let run.sh bring one up, or bring it up with scripts/lab/up.sh --brick-size 1G" >&2
+        echo "$LB_SCRIPT: volume-full needs bricks of a bounded size, and the running lab in $DIR has plain-dir bricks (as big as the file system under them): take it down (scripts/lab/down.sh --dir $DIR) and let run.sh bring one up, or bring it up with scripts/lab/up.sh --brick-size 4G" >&2
         exit 2
     fi
 else
@@ -508,7 +508,7 @@ fill_volume() {
         lab_in "$q" fallocate -l $((avail - (16 << 20))) "$BALLAST" 2>"$RUN/ballast.err" ||
             { problem "fallocate of the ballast on h$q: $(tr '\n' ' ' <"$RUN/ballast.err")" && return 1; }
     fi
-    if lab_in "$q" timeout -k 5 120 dd if=/dev/zero of="$BALLAST" bs=64k oflag=append conv=notrunc,fsync status=none 2>"$RUN/ballast.err"; then
+    if lab_in "$q" timeout -k 5 120 dd if=/dev/zero of="$BALLAST" bs=1M oflag=append conv=notrunc,fsync status=none 2>"$RUN/ballast.err"; then
         problem "dd into the ballast on h$q ended without an error: the volume did not fill" && return 1
     fi
     FULL_ERR="$(head -n 1 "$RUN/ballast.err")"
@@ -599,11 +599,20 @@ sc_kill_brick() {
     repo_check "$P"
 }
 
+# space_back I BYTES: host I's mount shows at least half of BYTES free
+space_back() {
+    local a
+    a="$(volume_avail "$1")"
+    is_int "$a" && [ "$a" -ge $(($2 / 2)) ]
+}
+
 sc_volume_full() {
-    local Q i before temps t0 new_temps out rc
+    local Q i before temps t0 new_temps avail0
     for ((i = 1; i <= LAB_HOSTS; i++)); do [ "$i" != "$P" ] && Q=$i && break; done
     before="$(snapshot_ids "$P")"
     temps="$(repo_temps "$P")"
+    avail0="$(volume_avail "$P")"
+    is_int "$avail0" || avail0=0
     put_bulk "$P" || return
     say "$VF_BULK_MIB MiB of random bytes written into $W on h$P; filling the volume from h$Q ($BALLAST)"
     t0=$(now)
@@ -631,7 +640,11 @@ sc_volume_full() {
     for i in 1 2 3; do brick_pid_now "$i" >/dev/null || problem "the brick of h$i went down on the full volume"; done
     same_primary "$P" "$EP" "the full volume"
     remove_ballast || { problem "cannot remove the ballast $BALLAST on h$Q" && return; }
-    say "ballast removed: $(volume_avail "$P") bytes free"
+    # the space comes back when the bricks have let go of the file, not always at once (seen:
+    # still full 4 s after the rm)
+    t0=$(now)
+    wait_until 60 space_back "$P" "$avail0" || problem "the volume is still full 60 s after the ballast's removal ($(volume_avail "$P") bytes free)"
+    say "ballast removed: $(volume_avail "$P") bytes free after $(secs "$t0" "$(now)") s"
     before="$(snapshot_ids "$P")"
     take_snapshot "$P" after
     if [ "$SNAP_RC" != 0 ]; then
