@@ -29,7 +29,8 @@
 #                                    agent and etcd member left running: no failover may happen,
 #                                    the writer carries on, a snapshot asked of the agent
 #                                    (`lifeboat backup --agent`) commits while the brick is down;
-#                                    then the brick restarts and the volume heals
+#                                    then the brick restarts, the volume heals and
+#                                    `lifeboat check` passes
 #                 volume-full        (bounded bricks only: up.sh --brick-size) 4 MiB of random bytes
 #                                    written into the service, then a ballast file on the volume
 #                                    (outside the repository, from a peer's mount) grown until
