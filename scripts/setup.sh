@@ -12,7 +12,8 @@
 # own), fio (capture benchmark), rsync (failover benchmark's comparison), etcd-server etcd-client
 # (the etcd coordinator: its tests start their own etcd from /usr/bin/etcd; etcdctl to inspect it),
 # glusterfs-server glusterfs-client iproute2 (the lab, scripts/lab/: one glusterd per host
-# namespace, the volume's FUSE mounts, `ip netns`; it runs its own glusterds and leaves a system one alone).
+# namespace, the volume's FUSE mounts, `ip netns`; it runs its own glusterds and leaves a system one alone),
+# xfsprogs (mkfs.xfs for the lab's bounded bricks, `up.sh --brick-size`; losetup is in util-linux's mount).
 #
 # As root it runs apt-get itself; as another user through sudo (a fresh Debian 12 has no sudo:
 # run it as root there).
@@ -23,7 +24,7 @@ LB_SCRIPT=setup
 
 packages=(libfuse3-dev fuse3 libzstd-dev pkg-config attr util-linux time python3 restic borgbackup
     curl sqlite3 redis-server postgresql postgresql-contrib fio rsync etcd-server etcd-client
-    glusterfs-server glusterfs-client iproute2)
+    glusterfs-server glusterfs-client iproute2 xfsprogs)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

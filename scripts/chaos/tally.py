@@ -6,7 +6,9 @@
 
 --cycles-log: one JSON object per cycle (string values) written by run.sh: cycle, old, new,
   old_epoch, new_epoch, recovery_s, fence_s, rejoined_s, acked, lost, diverged, failures
-  ("; "-separated; empty when the cycle went as it must).
+  ("; "-separated; empty when the cycle went as it must); kill-brick and volume-full add
+  snapshot, snapshot_s (the one that committed), snapshot_error (the one that must fail),
+  healed_s and note.
 --acks: the writer's --detail log ("KEY SHA HOST EPOCH UNIX-TIME").
 --monitor: monitor.py's samples.
 Old primary serving (reported, not an exit condition): a sample in which a host said primary
@@ -108,6 +110,7 @@ def main():
     samples, both, behind = two_primaries(a.monitor)
     recov = [v for v in (as_float(c.get("recovery_s")) for c in cycles) if v is not None]
     fences = [v for v in (as_float(c.get("fence_s")) for c in cycles) if v is not None]
+    heals = [v for v in (as_float(c.get("healed_s")) for c in cycles) if v is not None]
     final_lost = as_int(a.final_lost)
     lost_max = max([final_lost if final_lost is not None else 0] +
                    [as_int(c.get("lost")) or 0 for c in cycles])
@@ -134,6 +137,8 @@ def main():
             "max": max(recov) if recov else None,
         },
         "fence_seconds_max": max(fences) if fences else None,
+        "heal_seconds_max": max(heals) if heals else None,
+        "snapshots_committed": sum(1 for c in cycles if c.get("snapshot")),
         "failures": failures,
         "per_cycle": cycles,
         "stale_examples": stale[:10],
@@ -148,13 +153,24 @@ def main():
 
     out = sys.stderr if a.json else sys.stdout
     print("%-5s %-4s %-4s %6s %6s %9s %7s %7s %6s %s" % (
-        "cycle", "old", "new", "epoch", "fence", "recovery", "rejoin", "acked", "lost", "diverged / failures"), file=out)
+        "cycle", "old", "new", "epoch", "fence", "recovery", "rejoin", "acked", "lost", "notes / failures"), file=out)
+
+    def notes(c):
+        parts = [c.get("diverged")]
+        if c.get("snapshot"):
+            parts.append("snapshot %s in %s s" % (c["snapshot"], c.get("snapshot_s") or "-"))
+        if c.get("snapshot_error"):
+            parts.append("failed snapshot: %s" % c["snapshot_error"])
+        if c.get("healed_s"):
+            parts.append("healed in %s s" % c["healed_s"])
+        parts += [c.get("note"), c.get("failures")]
+        return " / ".join(x for x in parts if x) or "-"
+
     for c in cycles:
         print("%-5s %-4s %-4s %6s %6s %9s %7s %7s %6s %s" % (
             c.get("cycle"), c.get("old") or "-", c.get("new") or "-", c.get("new_epoch") or "-",
             c.get("fence_s") or "-", c.get("recovery_s") or "-", c.get("rejoined_s") or "-",
-            c.get("acked") or "-", c.get("lost") or "-",
-            " / ".join(x for x in (c.get("diverged"), c.get("failures")) if x) or "-"), file=out)
+            c.get("acked") or "-", c.get("lost") or "-", notes(c)), file=out)
     r = result["recovery_seconds"]
     print("scenario %s (%s): cycles %d, acknowledged %d, lost %s, stale-epoch acks %d, "
           "two-primary samples %d of %d (old primary serving after a newer epoch: %d), recovery s p50 %s p99 %s max %s%s: %s" % (

@@ -2,8 +2,9 @@
 # Removes everything scripts/lab/up.sh made: the processes (by pid: the pid files, then every
 # pid left in a lab network namespace or in a host's mount namespace), the mounts (the volume
 # and the data dirs inside each host, the namespace files, DIR/ns), the namespaces (hosts,
-# client, switch: the bridge and the veths go with them), the bricks, etcd data and every
-# local dir: DIR itself. Works after a failed or partial up too, and is safe to run twice.
+# client, switch: the bridge and the veths go with them), the bricks (a bounded brick's file
+# system unmounted and its loop device detached), etcd data and every local dir: DIR itself.
+# Works after a failed or partial up too, and is safe to run twice.
 #
 #   scripts/lab/down.sh [--dir DIR] [--prefix P] [--keep-logs]      (as root)
 #
@@ -94,12 +95,13 @@ for i in "${IDX[@]+"${IDX[@]}"}"; do
     fi
 done
 # 2. inside each host: detach every mount below DIR (the volume, dead FUSE data dirs), deepest
-# first, while the bricks still run (a client whose bricks are gone would stall)
+# first, while the bricks still run (a client whose bricks are gone would stall); a bounded
+# brick's file system waits for step 3b
 for i in "${IDX[@]+"${IDX[@]}"}"; do
     f="$(lab_mntns "$i")"
     [ "$(stat -c %T -f "$f" 2>/dev/null)" = nsfs ] || continue
     while read -r m; do
-        [ -n "$m" ] && nsenter --mount="$f" umount -l "$m" 2>/dev/null
+        [ -n "$m" ] && [ "$m" != "$(lab_brick "$i")" ] && nsenter --mount="$f" umount -l "$m" 2>/dev/null
     done < <(nsenter --mount="$f" awk -v t="$DIR" '$5 == t || index($5, t "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r)
 done
 # 3. every process of every host, of the client and of the switch
@@ -116,6 +118,18 @@ if [ "${#victims[@]}" -gt 0 ]; then
     wait_until 15 eval '[ -z "$(alive_of "${victims[@]}")" ]' ||
         say "still running after 15 s: $(alive_of "${victims[@]}" | tr '\n' ' ')"
 fi
+# 3b. bounded bricks: each host's brick file system unmounted inside it (its processes are
+# gone), then its loop devices detached (a device still busy detaches when its last user
+# goes: checked before the dirs are removed)
+brick_mounted_in() { nsenter --mount="$(lab_mntns "$1")" awk -v t="$(lab_brick "$1")" '$5 == t { n++ } END { exit !n }' /proc/self/mountinfo; }
+for i in "${IDX[@]+"${IDX[@]}"}"; do
+    [ "$(stat -c %T -f "$(lab_mntns "$i")" 2>/dev/null)" = nsfs ] || continue
+    wait_until 10 eval '! brick_mounted_in "$i" || nsenter --mount="$(lab_mntns "$i")" umount "$(lab_brick "$i")" 2>/dev/null' ||
+        { say "h$i's brick file system is busy after 10 s: detaching it lazily" && nsenter --mount="$(lab_mntns "$i")" umount -l "$(lab_brick "$i")"; }
+done
+for i in "${IDX[@]+"${IDX[@]}"}"; do
+    for dev in $(lab_loops_of "$i"); do losetup -d "$dev" 2>/dev/null || say "losetup -d $dev (h$i's brick) failed"; done
+done
 # 4. the mount namespace files (the namespaces end with their last process), DIR/ns, and any
 # mount left below DIR in this namespace
 for i in "${IDX[@]+"${IDX[@]}"}"; do
@@ -130,8 +144,15 @@ for ns in $(lab_namespaces "${IDX[@]+"${IDX[@]}"}"); do
 done
 # 6. the dirs: bricks, etcd data, backing and journal dirs, configs, pids (logs with --keep-logs)
 left=()
+loops_left() {
+    local i
+    for i in "${IDX[@]+"${IDX[@]}"}"; do lab_loops_of "$i"; done
+}
 if [ -n "$(mounts_under "$DIR")" ]; then
     left+=("mounts: $(mounts_under "$DIR" | tr '\n' ' ')")
+elif ! wait_until 10 eval '[ -z "$(loops_left)" ]'; then
+    # DIR stays, so that another down.sh finds them by their files
+    left+=("loop devices still attached to the bricks' files: $(loops_left | tr '\n' ' ')")
 elif [ -d "$DIR" ]; then
     # the host dirs at once (unlinks are slow on a file system mounted with `discard`)
     for d in "$DIR"/hosts/*/*; do [ -e "$d" ] && rm -rf "$d" & done

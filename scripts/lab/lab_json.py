@@ -34,6 +34,15 @@ def pids(i):
     return out
 
 
+def loop_device(i):
+    """the loop device under host i's brick (up.sh --brick-size), or None"""
+    try:
+        with open(os.path.join(D, "pids", "h%d.loop" % i)) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
 def host(i):
     h = "%s/hosts/h%d" % (D, i)
     netns = "%s-h%d" % (P, i)
@@ -54,6 +63,7 @@ def host(i):
         "dirs": {
             "root": h,
             "brick": h + "/brick" if i <= 3 else None,
+            "brick_device": loop_device(i) if i <= 3 else None,
             "etcd": h + "/etcd" if i <= ETCD_HOSTS else None,
             "backing": {w: "%s/%s/backing" % (h, w) for w in WORKLOADS},
             "journal": {w: "%s/%s/journal" % (h, w) for w in WORKLOADS},
@@ -88,6 +98,8 @@ lab = {
         "bricks": ["%s:%s/hosts/h%d/brick" % (addr(i), D, i) for i in (1, 2, 3)],
         "repository": E["REPO"],
         "ping_timeout": int(E["PING_TIMEOUT"]),
+        "heal_timeout": int(E["HEAL_TIMEOUT"]),
+        "brick_size": E.get("LAB_BRICK_SIZE") or None,
     },
     "hosts": [host(i) for i in range(1, N + 1)],
     "workloads": [

@@ -5,7 +5,7 @@
 # etcd, repository on the volume) running two workloads: redis and PostgreSQL 15 (as the
 # postgres user). Prints the lab's JSON description and writes it to DIR/lab.json.
 #
-#   scripts/lab/up.sh [--hosts N] [--dir DIR] [--prefix P]      (as root)
+#   scripts/lab/up.sh [--hosts N] [--dir DIR] [--prefix P] [--brick-size SIZE]      (as root)
 #
 #   --hosts N    hosts h1..hN (default 3, at most 20); h1-h3 hold the etcd members and the
 #                bricks, hosts after them run glusterd, the mount and an agent only
@@ -13,12 +13,18 @@
 #                pids, namespace files; only the GlusterFS volume is shared between hosts
 #   --prefix P   names of the namespaces (P-sw, P-h1.., P-client) and of the volume (Pvol);
 #                default lab; 1-8 lowercase letters or digits
+#   --brick-size SIZE  each brick is an XFS file system of SIZE (e.g. 1G, 512M; at least
+#                300M) on a loop device over a sparse file DIR/hosts/hI/brick.img, mounted on
+#                the brick dir inside the host, so the volume can run out of space (chaos
+#                volume-full); needs losetup and mkfs.xfs (xfsprogs). Default: the brick is a
+#                plain dir on the file system of DIR, as big as that file system
 #
 # Environment: LIFEBOATD_BIN, LIFEBOAT_BIN (default .build/release/ of this checkout),
 # LAB_SUBNET (default 10.88.0: hosts at .1-.N, the client at .200), LAB_LEASE_TTL (3s),
 # LAB_REPLICATION (sync), LAB_STANDBY (the workloads' `standby`: cold), LAB_SNAPSHOT_EVERY
 # (none), LAB_PING_TIMEOUT (the volume's network.ping-timeout: 2 s; the first write after a
-# brick host is lost stalls that long),
+# brick host is lost stalls that long), LAB_HEAL_TIMEOUT (the volume's cluster.heal-timeout:
+# 10 s between the self-heal daemons' crawls, instead of 600 s),
 # LAB_ETCD_ORDER (own-first: each agent lists its own etcd member first; fixed: h1, h2, h3).
 #
 # Run twice: when DIR holds a lab whose every process runs and whose agents answer, it prints
@@ -33,12 +39,13 @@ LB_SCRIPT=lab/up.sh
 . scripts/lib/common.sh
 . scripts/lib/lab.sh
 
-HOSTS_N=3 DIR="" PREFIX=lab
+HOSTS_N=3 DIR="" PREFIX=lab BRICK_SIZE=""
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --hosts) HOSTS_N=${2:-} && shift 2 || { echo "$LB_SCRIPT: --hosts needs a number" >&2 && exit 2; } ;;
         --dir) DIR=${2:-} && shift 2 || { echo "$LB_SCRIPT: --dir needs a path" >&2 && exit 2; } ;;
         --prefix) PREFIX=${2:-} && shift 2 || { echo "$LB_SCRIPT: --prefix needs a name" >&2 && exit 2; } ;;
+        --brick-size) BRICK_SIZE=${2:-} && shift 2 || { echo "$LB_SCRIPT: --brick-size needs a size like 1G" >&2 && exit 2; } ;;
         -h | --help) usage && exit 0 ;;
         *) echo "$LB_SCRIPT: unknown argument '$1' (see --help)" >&2 && exit 2 ;;
     esac
@@ -47,6 +54,10 @@ is_int "$HOSTS_N" && [ "$HOSTS_N" -ge 3 ] && [ "$HOSTS_N" -le 20 ] ||
     { echo "$LB_SCRIPT: --hosts must be a number from 3 to 20 (a replica-3 volume needs 3 hosts), not '$HOSTS_N'" >&2 && exit 2; }
 [[ "$PREFIX" =~ ^[a-z0-9]{1,8}$ ]] ||
     { echo "$LB_SCRIPT: --prefix must be 1-8 lowercase letters or digits, not '$PREFIX'" >&2 && exit 2; }
+if [ -n "$BRICK_SIZE" ]; then
+    BRICK_MIB="$(lab_size_mib "$BRICK_SIZE")" && [ "$BRICK_MIB" -ge "$LAB_BRICK_MIN_MIB" ] ||
+        { echo "$LB_SCRIPT: --brick-size must be a size of at least ${LAB_BRICK_MIN_MIB}M like 512M or 2G (M or G), not '$BRICK_SIZE'" >&2 && exit 2; }
+fi
 [[ "$LAB_SUBNET" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] ||
     { echo "$LB_SCRIPT: LAB_SUBNET must be three octets like 10.88.0, not '$LAB_SUBNET'" >&2 && exit 2; }
 DIR="${DIR:-$ROOT/lab}"
@@ -59,6 +70,7 @@ LIFEBOAT_BIN="${LIFEBOAT_BIN:-$ROOT/.build/release/lifeboat}"
 LEASE_TTL="${LAB_LEASE_TTL:-3s}"
 REPLICATION="${LAB_REPLICATION:-sync}"
 PING_TIMEOUT="${LAB_PING_TIMEOUT:-2}"
+HEAL_TIMEOUT="${LAB_HEAL_TIMEOUT:-10}"
 T_START=$(date +%s.%N)
 say() { log "up: $*"; }
 cannot() {
@@ -75,6 +87,9 @@ need_tools() {
         command -v "$t" >/dev/null 2>&1 || missing+=("$t")
     done
     [ -x "$LAB_PGBIN/postgres" ] || missing+=("$LAB_PGBIN/postgres")
+    if [ -n "$BRICK_SIZE" ]; then
+        for t in losetup mkfs.xfs; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
+    fi
     printf '%s\n' "${missing[@]+"${missing[@]}"}"
 }
 if [ -n "$(need_tools)" ]; then
@@ -91,7 +106,7 @@ ip netns list >/dev/null 2>&1 || cannot "ip netns does not work here (network na
 
 # ---------------------------------------------------------------- a lab already there
 
-lab_init "$DIR" "$PREFIX" "$HOSTS_N"
+lab_init "$DIR" "$PREFIX" "$HOSTS_N" "$BRICK_SIZE"
 
 # lab_running: every pid of DIR/pids runs in its host and every agent answers /livez
 lab_running() {
@@ -107,16 +122,17 @@ lab_running() {
 
 if [ -e "$DIR" ]; then
     if [ -f "$DIR/lab.env" ]; then
-        old_hosts="" old_prefix=""
+        old_hosts="" old_prefix="" old_bricks=""
         # shellcheck disable=SC1091
         old_hosts="$(. "$DIR/lab.env" && echo "$LAB_ENV_HOSTS")"
         old_prefix="$(. "$DIR/lab.env" && echo "$LAB_ENV_PREFIX")"
-        if [ "$old_hosts" = "$HOSTS_N" ] && [ "$old_prefix" = "$PREFIX" ] && lab_running; then
+        old_bricks="$(LAB_ENV_BRICK_SIZE="" && . "$DIR/lab.env" && echo "$LAB_ENV_BRICK_SIZE")"
+        if [ "$old_hosts" = "$HOSTS_N" ] && [ "$old_prefix" = "$PREFIX" ] && [ "$old_bricks" = "$BRICK_SIZE" ] && lab_running; then
             say "the lab in $DIR is up (every process runs, every agent answers): its description, unchanged"
             cat "$DIR/lab.json"
             exit 0
         fi
-        say "$DIR holds a lab ($old_hosts hosts, prefix $old_prefix) that is not fully up or differs: tearing it down first"
+        say "$DIR holds a lab ($old_hosts hosts, prefix $old_prefix, bricks ${old_bricks:-plain dirs}) that is not fully up or differs: tearing it down first"
         scripts/lab/down.sh --dir "$DIR" >&2 || cannot "scripts/lab/down.sh --dir $DIR failed: see above"
     elif [ -e "$DIR/$LAB_MARKER" ]; then
         say "$DIR holds the logs of an earlier lab: removing them"
@@ -131,7 +147,8 @@ done
 
 mkdir -p "$DIR" "$DIR/pids" "$DIR/bin" && chmod 755 "$DIR" && touch "$DIR/$LAB_MARKER" || cannot "cannot create $DIR"
 runuser -u postgres -- test -x "$DIR" || cannot "the postgres user cannot reach $DIR (a parent dir without o+x?): choose another --dir"
-printf 'LAB_ENV_PREFIX=%s\nLAB_ENV_HOSTS=%s\nLAB_ENV_SUBNET=%s\n' "$PREFIX" "$HOSTS_N" "$LAB_SUBNET" >"$DIR/lab.env"
+printf 'LAB_ENV_PREFIX=%s\nLAB_ENV_HOSTS=%s\nLAB_ENV_SUBNET=%s\nLAB_ENV_BRICK_SIZE=%s\n' \
+    "$PREFIX" "$HOSTS_N" "$LAB_SUBNET" "$BRICK_SIZE" >"$DIR/lab.env"
 trap 'echo "$LB_SCRIPT: interrupted: the partial lab stays; remove it with scripts/lab/down.sh --dir $DIR" >&2; exit 130' INT
 trap 'echo "$LB_SCRIPT: terminated: the partial lab stays; remove it with scripts/lab/down.sh --dir $DIR" >&2; exit 143' TERM
 failed() {
@@ -207,6 +224,20 @@ for ((i = 1; i <= HOSTS_N; i++)); do
     step "h$i's own /run" nsenter --mount="$(lab_mntns "$i")" mount --bind "$H/run" /run
 done
 
+# bounded bricks: an XFS file system on a loop device per brick host, mounted inside the host
+# (the device is recorded before mkfs, so down.sh finds it after any failure from here on)
+if [ -n "$BRICK_SIZE" ]; then
+    say "bricks: XFS file systems of $BRICK_SIZE on loop devices (sparse files $DIR/hosts/hI/brick.img)"
+    for i in 1 2 3; do
+        IMG="$(lab_brick_img "$i")"
+        step "sparse file $IMG" truncate -s "${BRICK_MIB}M" "$IMG"
+        dev="$(losetup --find --show "$IMG" 2>&1)" || failed "losetup --find --show $IMG: $dev"
+        echo "$dev" >"$(lab_pidfile "$i" loop)"
+        step "mkfs.xfs on $dev (h$i's brick)" mkfs.xfs -q -f -i size=512 "$dev"
+        step "mount $dev on h$i's brick dir" nsenter --mount="$(lab_mntns "$i")" mount -t xfs -o noatime "$dev" "$(lab_brick "$i")"
+    done
+fi
+
 # ---------------------------------------------------------------- etcd
 
 ETCD_CLUSTER=""
@@ -249,6 +280,20 @@ wait_until 30 eval 'gl 1 volume create "$LAB_VOLUME" replica 3 "${BRICKS[@]}" fo
     failed "gluster volume create: $(tr '\n' '|' <"$DIR/logs/volume-create.out")"
 # a lost brick host stalls the survivors' I/O for ping-timeout (42 s by default)
 step "volume set network.ping-timeout $PING_TIMEOUT" gl 1 volume set "$LAB_VOLUME" network.ping-timeout "$PING_TIMEOUT"
+# the self-heal daemons crawl for pending entries every heal-timeout (600 s by default, range
+# 5 s and up): a brick that was down is healed within seconds of its return
+step "volume set cluster.heal-timeout $HEAL_TIMEOUT" gl 1 volume set "$LAB_VOLUME" cluster.heal-timeout "$HEAL_TIMEOUT"
+# bounded bricks: no storage.reserve (1 % by default), so ENOSPC comes from the brick's file
+# system when the space df shows is used up. With the reserve, the bricks check their free
+# space only every 5 s and writes slip into the reserve meanwhile (an 8 MiB snapshot
+# committed into a volume with 2 MiB free); set to 0 on a brick already refusing writes, the
+# reserve check stops with its "full" flag still set and every create fails until a restart.
+# Without the reserve the bricks' health check (a write into .glusterfs/ every 30 s) must go
+# too: on ENOSPC it takes the brick down (SIGTERM of itself), all three at once on a full volume
+if [ -n "$BRICK_SIZE" ]; then
+    step "volume set storage.reserve 0" gl 1 volume set "$LAB_VOLUME" storage.reserve 0
+    step "volume set storage.health-check-interval 0" gl 1 volume set "$LAB_VOLUME" storage.health-check-interval 0
+fi
 step "volume start" gl 1 volume start "$LAB_VOLUME"
 bricks_online() {
     [ "$(gl 1 volume status "$LAB_VOLUME" --xml 2>/dev/null | python3 -c '
@@ -438,7 +483,8 @@ done
 
 T_UP=$(awk -v a="$T_START" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 export LAB_DIR LAB_PREFIX LAB_HOSTS LAB_SUBNET LAB_SW LAB_CLIENT LAB_VOLUME LAB_MOUNT LAB_NSDIR LAB_ETCD_HOSTS \
-    LAB_API_PORT LAB_PEER_PORT LAB_REDIS_PORT LAB_PG_PORT LAB_ETCD_PORT LAB_CLIENT_OCTET REPO T_UP LEASE_TTL REPLICATION PING_TIMEOUT
+    LAB_API_PORT LAB_PEER_PORT LAB_REDIS_PORT LAB_PG_PORT LAB_ETCD_PORT LAB_CLIENT_OCTET REPO T_UP LEASE_TTL REPLICATION PING_TIMEOUT \
+    HEAL_TIMEOUT LAB_BRICK_SIZE
 python3 "$ROOT/scripts/lab/lab_json.py" >"$DIR/lab.json.tmp" && mv "$DIR/lab.json.tmp" "$DIR/lab.json" ||
     failed "cannot write $DIR/lab.json"
 cat "$DIR/lab.json"

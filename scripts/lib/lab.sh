@@ -13,6 +13,9 @@
 #   inside it (private to the host), and so are the agent's data dirs.
 #   host I's local dirs: D/hosts/hI/ (brick, etcd, WORKLOAD/{backing,journal,data}); logs:
 #   D/logs/hI/; pids: D/pids/hI.NAME (agent etcd glusterd brick shd mount).
+#   Bounded bricks (up.sh --brick-size): host I's brick dir is an XFS file system on a loop
+#   device over the sparse file D/hosts/hI/brick.img, mounted inside the host only; the
+#   device's name is in D/pids/hI.loop.
 #   Hosts 1-3 hold the etcd members and the bricks (a 3-member etcd cluster, a replica-3
 #   volume); hosts 4..N run glusterd, mount the volume and run an agent.
 
@@ -27,13 +30,15 @@ LAB_CLIENT_OCTET=200
 LAB_PGBIN="${PGBIN:-/usr/lib/postgresql/15/bin}"
 LAB_WORKLOADS=(redis postgres)
 LAB_PID_NAMES=(agent etcd glusterd brick shd mount)
+LAB_BRICK_MIN_MIB=300 # mkfs.xfs makes no smaller file system
 LAB_MARKER=.lifeboat-lab # in DIR from the start of up.sh to the end of down.sh (kept with --keep-logs)
 LAB_CLEAN_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-# lab_init DIR PREFIX HOSTS: the lab's variables (LAB_DIR LAB_PREFIX LAB_HOSTS LAB_SW
-# LAB_CLIENT LAB_VOLUME LAB_MOUNT LAB_NSDIR LAB_ETCD_HOSTS)
+# lab_init DIR PREFIX HOSTS [BRICK_SIZE]: the lab's variables (LAB_DIR LAB_PREFIX LAB_HOSTS
+# LAB_BRICK_SIZE ("" for bricks that are plain dirs) LAB_SW LAB_CLIENT LAB_VOLUME LAB_MOUNT
+# LAB_NSDIR LAB_ETCD_HOSTS)
 lab_init() {
-    LAB_DIR=$1 LAB_PREFIX=$2 LAB_HOSTS=$3
+    LAB_DIR=$1 LAB_PREFIX=$2 LAB_HOSTS=$3 LAB_BRICK_SIZE=${4:-}
     LAB_SW="$LAB_PREFIX-sw"
     LAB_CLIENT="$LAB_PREFIX-client"
     LAB_VOLUME="${LAB_PREFIX}vol"
@@ -44,12 +49,12 @@ lab_init() {
 
 # lab_load_env DIR: lab_init from DIR/lab.env (written first by up.sh); 1 when it is missing
 lab_load_env() {
-    local LAB_ENV_PREFIX="" LAB_ENV_HOSTS="" LAB_ENV_SUBNET=""
+    local LAB_ENV_PREFIX="" LAB_ENV_HOSTS="" LAB_ENV_SUBNET="" LAB_ENV_BRICK_SIZE=""
     [ -f "$1/lab.env" ] || return 1
     # shellcheck disable=SC1091
     . "$1/lab.env"
     [ -n "$LAB_ENV_SUBNET" ] && LAB_SUBNET=$LAB_ENV_SUBNET
-    lab_init "$1" "$LAB_ENV_PREFIX" "$LAB_ENV_HOSTS"
+    lab_init "$1" "$LAB_ENV_PREFIX" "$LAB_ENV_HOSTS" "$LAB_ENV_BRICK_SIZE"
 }
 
 lab_name() { printf 'h%s' "$1"; }
@@ -61,6 +66,9 @@ lab_mntns() { printf '%s/h%s.mnt' "$LAB_NSDIR" "$1"; }
 lab_hdir() { printf '%s/hosts/h%s' "$LAB_DIR" "$1"; }
 lab_logdir() { printf '%s/logs/h%s' "$LAB_DIR" "$1"; }
 lab_pidfile() { printf '%s/pids/h%s.%s' "$LAB_DIR" "$1" "$2"; }
+lab_brick() { printf '%s/hosts/h%s/brick' "$LAB_DIR" "$1"; }
+# lab_brick_img I: the sparse file under host I's bounded brick (up.sh --brick-size)
+lab_brick_img() { printf '%s/hosts/h%s/brick.img' "$LAB_DIR" "$1"; }
 lab_api() { printf 'http://%s:%s' "$(lab_addr "$1")" "$LAB_API_PORT"; }
 lab_etcd_url() { printf 'http://%s:%s' "$(lab_addr "$1")" "$LAB_ETCD_PORT"; }
 # lab_is_brick_host I / lab_is_etcd_host I: host I holds a brick / an etcd member
@@ -123,6 +131,27 @@ lab_descendants() {
             queue+=("$c")
         done
     done
+}
+
+# lab_size_mib SIZE: SIZE (a number with M or G, e.g. 512M, 2G) in MiB; 1 for anything else
+lab_size_mib() {
+    case "$1" in
+        [1-9]*M) is_int "${1%M}" && echo "${1%M}" ;;
+        [1-9]*G) is_int "${1%G}" && echo "$((${1%G} * 1024))" ;;
+        *) return 1 ;;
+    esac
+}
+# lab_loops_of I: the loop devices attached to host I's brick.img (those up.sh recorded in
+# D/pids/hI.loop and any other, e.g. of an up.sh killed before it recorded one), one a line
+lab_loops_of() {
+    local img dev
+    img="$(lab_brick_img "$1")"
+    [ -e "$img" ] || return 0
+    {
+        dev="$(lab_pid "$1" loop)"
+        [ -n "$dev" ] && [ "$(losetup -n -O BACK-FILE "$dev" 2>/dev/null | sed 's/ *$//')" = "$img" ] && echo "$dev"
+        losetup -n -O NAME -j "$img" 2>/dev/null
+    } | sed 's/ *$//' | sort -u
 }
 
 # lab_link_set I up|down: host I's link on the switch side

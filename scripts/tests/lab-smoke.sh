@@ -9,7 +9,8 @@
 # primary's link is cut and its agent and services SIGKILLed; another host takes over and
 # every write acknowledged before the kill (and after it) is on the new primary. Before it,
 # one chaos cycle each of kill-primary-host and partition-primary with redis and of
-# kill-primary-host with postgres (scripts/chaos/run.sh on this lab). Then
+# kill-primary-host with postgres (scripts/chaos/run.sh on this lab), and chaos volume-full
+# refused on its plain-dir bricks. Then
 # scripts/lab/down.sh, and nothing of the lab is left: no namespace, no mount, no process.
 # The lab has its own prefix (lbsmk) and dir (in the temp dir), so a lab of the user's stays.
 set -uo pipefail
@@ -127,6 +128,15 @@ chaos_cycle() {
 chaos_cycle kill-primary-host redis
 chaos_cycle partition-primary redis
 chaos_cycle kill-primary-host postgres
+# volume-full needs bounded bricks (up.sh --brick-size): on this lab's plain-dir bricks run.sh
+# refuses at once, naming the way out; up.sh refuses a brick too small for XFS (both cheap)
+CHAOS_DIR="$LS_WORK/chaos" "$LB_REPO_ROOT/scripts/chaos/run.sh" --scenario volume-full --lab "$LAB_RUN_DIR" \
+    >"$LS_WORK/volume-full.out" 2>"$LS_WORK/volume-full.err"
+assert_exit "chaos volume-full on plain-dir bricks is refused" 2 $? "$LS_WORK/volume-full.err"
+assert_file_match "chaos volume-full refused: the message names --brick-size" 'bounded size.*--brick-size' "$LS_WORK/volume-full.err"
+"$LB_REPO_ROOT/scripts/lab/up.sh" --dir "$LB_TMP/small-bricks" --prefix lbsmb --brick-size 100M >/dev/null 2>"$LS_WORK/small-bricks.err"
+assert_exit "up.sh --brick-size 100M (below XFS's 300M) is refused" 2 $? "$LS_WORK/small-bricks.err"
+assert_file_match "up.sh --brick-size 100M: one line naming the minimum" 'brick-size must be a size of at least 300M' "$LS_WORK/small-bricks.err"
 # the chaos cycles moved the redis primary: the host loss below starts from where it is now
 if ls_wait_primary 30 redis 0 -1; then LS_P=$PRIMARY; else fail "one primary for redis after the chaos cycles" "one within 30 s" "$WAIT_SEEN"; fi
 
