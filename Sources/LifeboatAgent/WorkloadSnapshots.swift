@@ -51,9 +51,16 @@ public final class WorkloadSnapshots: Sendable {
 
     /// Takes a snapshot now and commits it. Safe to call from any thread; calls wait for
     /// one another. `positionIfEmpty` is the snapshot's position when the journal holds no
-    /// record yet (a seed snapshot: recoveries use only snapshots with a position).
+    /// record yet (a seed snapshot: recoveries use only snapshots with a position). A snapshot
+    /// that fails is logged (an error line naming the tags) and the error is thrown.
     public func snapshotNow(tags: [String] = [], positionIfEmpty: Position? = nil) throws -> SnapshotReport {
-        try running.withLock { _ in try takeSnapshot(tags: tags, positionIfEmpty: positionIfEmpty) }
+        do {
+            return try running.withLock { _ in try takeSnapshot(tags: tags, positionIfEmpty: positionIfEmpty) }
+        } catch {
+            let kind = tags.isEmpty ? "snapshot" : "\(tags.joined(separator: ",")) snapshot"
+            runtime.logger.error("\(kind) failed: \(error)")
+            throw error
+        }
     }
 
     private func takeSnapshot(tags: [String], positionIfEmpty: Position?) throws -> SnapshotReport {

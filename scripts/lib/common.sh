@@ -71,7 +71,11 @@ wait_until() {
 
 # pid_alive PID: PID runs and is not a zombie
 pid_alive() {
-    [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null && [ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]
+    local state
+    [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null || return 1
+    # a pid whose stat cannot be read any more has just gone (it is not taken for alive)
+    state="$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)"
+    [ -n "$state" ] && [ "$state" != Z ]
 }
 pid_gone() { ! pid_alive "$1"; }
 
