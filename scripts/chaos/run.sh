@@ -383,6 +383,30 @@ diverged_seen() {
     echo "h$1: $(($(diverged_dirs "$1") - $2)) new .diverged- dirs, $lines log lines"
 }
 
+# status_across_cut CUT ASKED: `lifeboat status --json` from the client, asking host ASKED,
+# while host CUT's link is down: it must answer (exit 0) within its bounds (5 s for ASKED,
+# 2 s per peer, 30 s here at most), with CUT listed as unreachable and ASKED as primary
+status_across_cut() {
+    local t out rc took
+    t=$(now)
+    out="$(timeout -k 5 30 ip netns exec "$LAB_CLIENT" "$LAB_DIR/bin/lifeboat" status --agent "$(lab_api "$2")" --json 2>&1)"
+    rc=$?
+    took=$(secs "$t" "$(now)")
+    if [ "$rc" != 0 ]; then
+        problem "lifeboat status --agent h$2 with h$1 cut off exited $rc after $took s: $(tail -n 1 <<<"$out")"
+        return
+    fi
+    python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+hosts = {h["host"]: h for h in d["hosts"]}
+cut, asked = hosts.get("h" + sys.argv[2]), hosts.get("h" + sys.argv[3])
+sys.exit(0 if cut is not None and not cut["reachable"] and asked is not None and asked["reachable"] else 1)' "$out" "$1" "$2" ||
+        { problem "lifeboat status with h$1 cut off does not list h$1 unreachable and h$2 reachable: $(head -c 300 <<<"$out")" && return; }
+    say "lifeboat status --agent h$2 answered in $took s with h$1 unreachable"
+    NOTE="${NOTE:+$NOTE; }status across the cut: $took s"
+}
+
 sc_partition_primary() {
     local t0 since dirs
     since="$(wc -l <"$(lab_logdir "$P")/agent.log")"
@@ -399,6 +423,7 @@ sc_partition_primary() {
     fi
     wait_failover "$P" "$EP" "$T_EVENT" || { heal_link "$P"; return; }
     wait_until 30 writer_moves $(($(ls_acks "$ACKS") + 20)) || problem "the writer does not carry on at h$NEW (20 acks within 30 s)"
+    status_across_cut "$P" "$NEW"
     heal_link "$P"
     t0=$(now)
     say "h$P's link is up again"
