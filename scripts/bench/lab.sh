@@ -161,7 +161,10 @@ bench_mode() {
     fi
     sleep 1
 
-    # 4. host loss
+    # 4. host loss (an etcd leader on the lost host adds an election, and the new leader
+    # extends every lease by its election timeout: the lease runs out later)
+    local leader
+    leader="$(ls_etcd_leader)"
     AP="$(lab_pid "$P" agent)"
     lab_link_set "$P" down
     kill -STOP "$AP"
@@ -178,7 +181,7 @@ bench_mode() {
     local after_detection kill_up lost=$((rows_before - ${rows_after:-0}))
     after_detection=$(awk -v t="$R_total_seconds" -v d="$R_detection_seconds" 'BEGIN { printf "%.2f", t - d }')
     kill_up=$(secs "$t_kill" "$t_up")
-    say "standby $mode: h$N primary at epoch $PRIMARY_EPOCH; postgres answering $kill_up s after the kill; rows $rows_after of $rows_before"
+    say "standby $mode: h$N primary at epoch $PRIMARY_EPOCH; postgres answering $kill_up s after the kill (etcd leader was h${leader:-?}, the lost host h$P); rows $rows_after of $rows_before"
     grep -h "primary at epoch $PRIMARY_EPOCH\|warm copy" "$(lab_logdir "$N")/agent.log" >"$RUN/recovery-$mode.log" 2>/dev/null
     TABLE+=("$(printf '| %s | %s | %.0f MiB in %.2f s (%.0f MB/s) | %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %s | %.2f | %.2f | %.2f | %s | %s |' \
         "$mode" "$STATE_MB" "$(awk -v b="$snap_b" 'BEGIN { print b / 1048576 }')" "$snap_s" \
@@ -187,7 +190,7 @@ bench_mode() {
         "${borg_s:--}${borg_s:+ s ($(awk -v r="$borg_s" -v s="$snap_s" 'BEGIN { printf "%.1fx", r / s }'))}" \
         "$kill_up" "$R_detection_seconds" "$R_lease_seconds" "${R_announce_seconds/-/0}" "$R_snapshot_load_seconds" \
         "$R_snapshot_bytes" "$R_delta_seconds" "$R_replay_seconds" "$R_service_start_seconds" "$after_detection" "$lost")")
-    RESULTS+=("$mode: kill->answering $kill_up s, after detection $after_detection s (detection $R_detection_seconds, lease $R_lease_seconds, announce $R_announce_seconds, snapshot load $R_snapshot_load_seconds s / $R_snapshot_bytes bytes, delta $R_delta_seconds, replay $R_replay_seconds, mount $R_mount_seconds, service $R_service_start_seconds), lost rows $lost")
+    RESULTS+=("$mode: lost host h$P (etcd leader h${leader:-?}): kill->answering $kill_up s, after detection $after_detection s (detection $R_detection_seconds, lease $R_lease_seconds, announce $R_announce_seconds, snapshot load $R_snapshot_load_seconds s / $R_snapshot_bytes bytes, delta $R_delta_seconds, replay $R_replay_seconds, mount $R_mount_seconds, service $R_service_start_seconds), lost rows $lost")
     lab_link_set "$P" up
     local keep=()
     [ "${BENCH_KEEP:-0}" = 1 ] && keep=(--keep-logs)
