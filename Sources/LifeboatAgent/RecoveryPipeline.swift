@@ -94,7 +94,7 @@ final class RecoveryPipeline: Sendable {
                 report.warmFrom = "\(warm)"
                 snapshotPosition = warm
             } else {
-                snapshotPosition = try loadSnapshot(backing: backing, report: &report)
+                snapshotPosition = try loadSnapshot(backing: backing, history: lease.history, report: &report)
             }
             try fetchDelta(
                 history: lease.history, after: snapshotPosition, lostHolder: lostHolder, report: &report)
@@ -119,14 +119,17 @@ final class RecoveryPipeline: Sendable {
         try Repository.open(at: repositoryPath).announceEpoch(epoch, workload: name)
     }
 
-    /// Step 2: the newest snapshot of the workload (any host's) into the emptied backing dir.
-    /// Returns its position (nil: no snapshot).
-    func loadSnapshot(backing: BackingState, report: inout RecoveryReport) throws -> Position? {
+    /// Step 2: the newest snapshot of the workload (any host's) whose position is on the
+    /// lease's `history` into the emptied backing dir. Returns its position (nil: no snapshot).
+    /// A snapshot past where a later epoch began (an old primary's, committed as it lost the
+    /// lease) holds records the workload does not have: it is passed over.
+    func loadSnapshot(backing: BackingState, history: [EpochStart], report: inout RecoveryReport) throws -> Position? {
         let loadStart = clock.monotonic
         defer { report.snapshotLoadSeconds = clock.monotonic - loadStart }
         let repository = try Repository.open(at: repositoryPath)
         let newest = try repository.listSnapshots().last {
-            $0.snapshot.workload == name && $0.snapshot.position != nil
+            guard $0.snapshot.workload == name, let position = $0.snapshot.position else { return false }
+            return history.contains(journalEnd: position)
         }
         try prepareBackingDir(backing)
         guard let newest else { return nil }

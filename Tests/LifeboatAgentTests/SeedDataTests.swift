@@ -1,6 +1,8 @@
 import Foundation
+import LifeboatAPI
 import LifeboatCore
 import LifeboatJournal
+import LifeboatRepository
 import Logging
 import XCTest
 
@@ -168,6 +170,32 @@ final class BackingDirTests: XCTestCase {
         try pipeline.prepareBackingDir(try BackingDir.state(of: workload))
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root + "/backing"), [])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: root).filter { $0.contains(".seed-") }, [])
+    }
+
+    /// An old primary's snapshot past where the next epoch began (epoch 1 at seq 20, when
+    /// epoch 2 began at seq 15) holds records the workload does not have: the recovery
+    /// restores the newest snapshot on the history instead, however much newer the other is.
+    func testTheRecoveryPassesOverASnapshotOffTheLeasesHistory() throws {
+        let repository = try Repository.initialize(at: root + "/repo")
+        let source = root + "/source"
+        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+        try Data("on the history".utf8).write(to: URL(fileURLWithPath: source + "/f"))
+        _ = try repository.backup(
+            source: source, options: BackupOptions(host: "h1", workload: "db", position: position(1, 10), epoch: 1))
+        try Data("diverged".utf8).write(to: URL(fileURLWithPath: source + "/f"))
+        _ = try repository.backup(
+            source: source, options: BackupOptions(host: "h1", workload: "db", position: position(1, 20), epoch: 1))
+        let pipeline = try makePipeline(log: LogLines())
+        var report = RecoveryReport(epoch: 2, kind: .failover, startedAt: 0)
+        let history = [EpochStart(epoch: 1, firstSeq: 1), EpochStart(epoch: 2, firstSeq: 15)]
+        let loaded = try pipeline.loadSnapshot(backing: .empty, history: history, report: &report)
+        XCTAssertEqual(loaded, position(1, 10))
+        XCTAssertEqual(try String(contentsOfFile: root + "/backing/f", encoding: .utf8), "on the history")
+        try BackingDir.markCaptured(workload)
+        XCTAssertEqual(
+            try pipeline.loadSnapshot(
+                backing: .captured, history: [EpochStart(epoch: 1, firstSeq: 1)], report: &report),
+            position(1, 20), "with epoch 1 still current the newest one is on the history")
     }
 
     func makePipeline(log: LogLines) throws -> RecoveryPipeline {
