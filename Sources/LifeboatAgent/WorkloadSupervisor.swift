@@ -4,6 +4,7 @@ import LifeboatCapture
 public import LifeboatCluster
 public import LifeboatCore
 public import LifeboatJournal
+import LifeboatRepository
 public import Logging
 import Synchronization
 
@@ -345,6 +346,7 @@ public final class WorkloadSupervisor: Sendable {
     /// Stops acknowledging, stops the service, unmounts, and rejoins as a peer.
     private func demote(_ cluster: Clustered, reason: String) {
         cluster.leases.disarm()
+        lastScheduled.withLock { $0 = nil }
         let (service, runtime, group) = state.withLock {
             state -> (ServiceProcess?, WorkloadRuntime?, (any ReplicationProgress)?) in
             if state.role == .stopped { return (nil, nil, nil) }
@@ -396,29 +398,57 @@ public final class WorkloadSupervisor: Sendable {
         )
     }
 
+    /// When (monotonic seconds) the schedule counts the last snapshot of this primary term;
+    /// nil until the term's first look at the repository.
     private let lastScheduled = Mutex<Double?>(nil)
     private let lastServiceRestart = Mutex<Double>(0)
 
+    /// Where a new term's schedule starts (the monotonic time it counts as the last snapshot):
+    /// the newest snapshot in the repository, of any host, `age` seconds old (nil: none, or
+    /// unreadable), so a primary that changes more often than `every` still takes snapshots
+    /// and one is due at once when the newest is `every` old or older.
+    static func scheduleStart(now: Double, newestAge age: Double?, every: Double) -> Double {
+        now - min(max(age ?? every, 0), every)
+    }
+
     /// Takes the scheduled snapshot (`snapshot_every`) when one is due and this host is primary
     /// (blocking: `WorkloadService` calls it beside the control loop, so the lease keeps being
-    /// renewed meanwhile). The first call only starts the clock.
+    /// renewed meanwhile). A term's first call reads the newest snapshot's age from the
+    /// repository (`scheduleStart`).
     func snapshotIfDue() {
         guard let every = configuration.snapshotEvery, !isStopping, role == .primary,
             let snapshots = state.withLock({ $0.snapshots })
         else { return }
+        if lastScheduled.withLock({ $0 }) == nil {
+            let start = WorkloadSupervisor.scheduleStart(
+                now: clock.monotonic, newestAge: newestSnapshotAge(), every: every)
+            lastScheduled.withLock { $0 = start }
+        }
         let now = clock.monotonic
         let due = lastScheduled.withLock { last -> Bool in
-            guard let previous = last else {
-                last = now
-                return false
-            }
-            if now - previous < every { return false }
+            if let previous = last, now - previous < every { return false }
             last = now
             return true
         }
         guard due else { return }
         // A failure is logged by snapshotNow; the next one is due after `every` again.
         _ = try? snapshots.snapshotNow(tags: ["scheduled"])
+    }
+
+    /// Seconds since the newest snapshot of this workload in the repository was taken; nil
+    /// when there is none or the repository cannot be read (the snapshot is then due).
+    private func newestSnapshotAge() -> Double? {
+        do {
+            let repository = try Repository.open(at: agent.repository)
+            guard let newest = try repository.listSnapshots().last(where: { $0.snapshot.workload == name }) else {
+                return nil
+            }
+            let taken = Double(newest.snapshot.time.seconds) + Double(newest.snapshot.time.nanoseconds) / 1e9
+            return clock.wall - taken
+        } catch {
+            logger.warning("cannot read the newest snapshot's time for the schedule: \(error); taking one now")
+            return nil
+        }
     }
 
     /// Whether supervision starts an exited service again: never while a switchover stopped
@@ -491,6 +521,8 @@ public final class WorkloadSupervisor: Sendable {
             state.group = nil
             state.service = nil
         }
+        lastScheduled.withLock { $0 = nil }
+        cluster.standby?.resume()
         logger.info("handed the lease to \(chosen) at \(last); rejoining as a peer")
         return chosen
     }

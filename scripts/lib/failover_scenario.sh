@@ -236,6 +236,10 @@ fo_switchover() {
             pid_gone "$SPID" && untrack_service "$SPID"
         fi
         assert_peer "5: the old primary ${HOSTS[$S]} is a peer again" "$S"
+        if [ "${CL_STANDBY:-cold}" = warm ]; then
+            assert_true "5: the old primary ${HOSTS[$S]} warms its copy again as a peer (standby.state)" \
+                "warm within 30 s" wait_until 30 fo_standby_warm "$S"
+        fi
         assert_true "5: the old primary's data dir is unmounted" "no mount on $(hdir "$S")/data within 30 s" \
             wait_until 30 not_mounted "$(hdir "$S")/data"
         at_new=$(acks_count "$ACKS2")
