@@ -70,6 +70,13 @@ public final class Repository: Sendable {
         let paths = RepositoryPaths(root: path)
         var st = stat()
         guard stat(path, &st) == 0 else {
+            let code = errno
+            guard code == ENOENT else {
+                // A volume whose mount lost its servers answers ENOTCONN or EIO: not "missing".
+                throw LifeboatError(
+                    .operationFailed, "cannot reach repository \(path): \(errnoText(code))",
+                    hint: "check that its volume is mounted and connected")
+            }
             throw LifeboatError(
                 .noRepository, "repository \(path) does not exist",
                 hint: "create it with `lifeboat init --repo \(path)`")

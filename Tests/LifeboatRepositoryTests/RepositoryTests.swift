@@ -74,6 +74,22 @@ final class RepositoryTests: XCTestCase {
         XCTAssertEqual(try repository.check(readData: true).errors, [])
     }
 
+    /// A missing repository is named as missing (exit code of noRepository); one that cannot
+    /// be reached (a disconnected volume answers ENOTCONN, here ENOTDIR) is not called missing.
+    func testAMissingAndAnUnreachableRepositoryAreToldApart() throws {
+        let temp = TempDirectory()
+        XCTAssertThrowsError(try Repository.open(at: temp.sub("nothing"))) { error in
+            XCTAssertEqual((error as? LifeboatError)?.kind, .noRepository)
+            XCTAssertTrue("\(error)".contains("does not exist"), "\(error)")
+        }
+        try Data("a file".utf8).write(to: URL(fileURLWithPath: temp.sub("file")))
+        XCTAssertThrowsError(try Repository.open(at: temp.sub("file") + "/repo")) { error in
+            XCTAssertEqual((error as? LifeboatError)?.kind, .operationFailed)
+            XCTAssertTrue("\(error)".contains("cannot reach repository \(temp.sub("file"))/repo: "), "\(error)")
+            XCTAssertFalse("\(error)".contains("does not exist"), "\(error)")
+        }
+    }
+
     func testSecondBackupStoresNothingAndReadsOnlyChangedFiles() throws {
         let temp = TempDirectory()
         try writeFile(temp.sub("src/a"), randomBytes(2 << 20, seed: 1))
