@@ -35,6 +35,9 @@ final class WarmStandby: Sendable {
         var position: Position?
         /// The snapshot the copy was warmed from.
         var snapshot: String?
+        /// The journal's `resets` when the copy was warmed: a journal started over since (it
+        /// rejoined a new primary) may hold other records at the same seqs, so the copy is cold.
+        var generation: UInt64 = 0
         /// Set while a recovery owns the backing dir: no rounds.
         var suspended = false
         /// A round is restoring the snapshot.
@@ -117,12 +120,12 @@ final class WarmStandby: Sendable {
     func takeOver(history: [EpochStart]) -> Position? {
         work.lock()
         defer { work.unlock() }
-        let warm = state.withLock { state -> Position? in
+        let (warm, generation) = state.withLock { state -> (Position?, UInt64) in
             state.suspended = true
             defer { state.position = nil }
-            return state.position
+            return (state.position, state.generation)
         }
-        guard let warm, history.contains(journalEnd: warm) else { return nil }
+        guard let warm, history.contains(journalEnd: warm), generation == writer.resets else { return nil }
         if let durable = writer.durablePosition, durable.seq > warm.seq, writer.firstSeq > warm.seq + 1 { return nil }
         return warm
     }
@@ -141,6 +144,8 @@ final class WarmStandby: Sendable {
     /// Restores the newest snapshot on `history` into the emptied backing dir, when the journal
     /// continues it. Throws (the copy stays cold) when there is nothing to warm from yet.
     private func warmUp(history: [EpochStart]) throws {
+        // Read first: a reset after this (the journal rejoined a primary) fails the catch-up.
+        let generation = writer.resets
         let backing = try BackingDir.state(of: configuration)
         if backing == .seeded {
             throw LifeboatError(
@@ -180,6 +185,7 @@ final class WarmStandby: Sendable {
         state.withLock { state in
             state.position = base
             state.snapshot = newest.id.hex
+            state.generation = generation
             state.warmUps += 1
         }
         logger.info(
@@ -195,9 +201,14 @@ final class WarmStandby: Sendable {
 
     /// Replays the records after the copy's position through the journal's durable end.
     private func catchUp(history: [EpochStart]) throws {
-        guard let from = state.withLock({ $0.position }) else { return }
+        guard let (from, generation) = state.withLock({ state in state.position.map { ($0, state.generation) } })
+        else { return }
         guard history.contains(journalEnd: from) else {
             throw LifeboatError(.operationFailed, "the copy at \(from) is not on the lease's history any more")
+        }
+        guard generation == writer.resets else {
+            throw LifeboatError(
+                .operationFailed, "the journal was started over since the copy was warmed (it rejoined a primary)")
         }
         guard let durable = writer.durablePosition, durable.seq > from.seq else { return }
         // The journal is rejoining a new primary (it still holds records the history lacks):
@@ -207,6 +218,9 @@ final class WarmStandby: Sendable {
         let result = try JournalReplay.replay(
             journal: configuration.journalDir, onto: configuration.backingDir, from: from.seq + 1,
             until: durable.seq, requireFirst: true)
+        guard generation == writer.resets else {
+            throw LifeboatError(.operationFailed, "the journal was started over while the copy replayed it")
+        }
         guard let last = result.last, last.seq == durable.seq else {
             throw LifeboatError(
                 .operationFailed,

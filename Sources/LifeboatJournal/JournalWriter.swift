@@ -44,6 +44,7 @@ public final class JournalWriter: Sendable {
         var last: Position?
         var durable: Position?
         var failure: LifeboatError?
+        var resets: UInt64 = 0
     }
 
     private struct IO {
@@ -263,9 +264,14 @@ public final class JournalWriter: Sendable {
                 state.pendingBytes = 0
                 state.last = Position(epoch: 0, seq: position.seq)
                 state.durable = state.last
+                state.resets += 1
             }
         }
     }
+
+    /// How often this writer was started over (`reset`): a reader that saw the same count
+    /// before and after reading read one unbroken journal.
+    public var resets: UInt64 { state.withLock { $0.resets } }
 
     /// The first seq the journal still holds (or would hold next, when empty).
     public var firstSeq: UInt64 {

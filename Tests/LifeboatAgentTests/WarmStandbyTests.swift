@@ -158,6 +158,38 @@ final class WarmStandbyTests: XCTestCase {
         XCTAssertNil(standby.takeOver(history: cut), "epoch 2 began before the copy's last record")
     }
 
+    /// A journal started over (it rejoined a new primary, which may write other records at
+    /// the same seqs) leaves the copy cold: no takeover starts from it, even under a lease
+    /// history read before the rejoin, and the next round warms it again.
+    func testAJournalStartedOverMakesTheCopyCold() throws {
+        try write("a", "one")
+        _ = try snapshot()
+        try write("a", "two")
+        try stream()
+        standby.round(history: history)
+        let warm = try XCTUnwrap(standby.position)
+        // the peer's journal starts over after its end (what a rejoin that was behind does)
+        try peerWriter.reset(after: Position(epoch: 0, seq: warm.seq))
+        standby.round(history: history)
+        XCTAssertNil(standby.position, "the copy from before the reset is cold")
+        XCTAssertTrue(standby.status.problem?.contains("started over") ?? false, standby.status.problem ?? "-")
+        standby.round(history: history)
+        XCTAssertNil(standby.position, "the records after the snapshot are gone from this journal")
+        XCTAssertTrue(
+            standby.status.problem?.contains("after the newest snapshot") ?? false, standby.status.problem ?? "-")
+        // a newer snapshot, and the stream goes on: the copy warms from it
+        try write("b", "after the reset")
+        let newer = try snapshot()
+        try write("c", "after the newer snapshot")
+        try stream()
+        standby.round(history: history)
+        XCTAssertEqual(standby.position, peerWriter.durablePosition)
+        XCTAssertEqual(standby.status.snapshot, newer.snapshot)
+        try assertPeerEqualsPrimary("warmed from the newer snapshot")
+        try peerWriter.reset(after: try XCTUnwrap(peerWriter.durablePosition))
+        XCTAssertNil(standby.takeOver(history: history), "a copy from before a reset is no base")
+    }
+
     func testSeedDataIsNeverTouched() throws {
         try write("a", "one")
         _ = try snapshot()
