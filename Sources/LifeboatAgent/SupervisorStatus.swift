@@ -7,6 +7,14 @@ import LifeboatJournal
 
 /// A clustered workload's `/v1/status` entry (Docs/agent.md).
 extension WorkloadSupervisor {
+    /// The role status shows: a primary whose fencing deadline has passed is `fenced` at
+    /// once, before its demotion has run (it acknowledges nothing any more). Seen on the lab:
+    /// a primary woken from SIGSTOP answered one status request as `primary` in the
+    /// milliseconds before its fencing check ran, while the new primary served.
+    static func reportedRole(_ role: WorkloadRole, fenceReason: String?) -> WorkloadRole {
+        role == .primary && fenceReason != nil ? .fenced : role
+    }
+
     /// The clustered status (`/v1/status` of an agent with a cluster).
     public var status: ClusteredWorkloadStatus {
         let current = self.current
@@ -25,7 +33,9 @@ extension WorkloadSupervisor {
             serviceState = "stopped"
         }
         return ClusteredWorkloadStatus(
-            name: name, role: snapshot.role, epoch: epoch,
+            name: name,
+            role: WorkloadSupervisor.reportedRole(snapshot.role, fenceReason: cluster?.leases.fenceReason()),
+            epoch: epoch,
             position: last.map { "\($0)" },
             durablePosition: writer.durablePosition.map { "\($0)" }, oldestSeq: writer.firstSeq,
             leaseHolder: current.lease?.holder,

@@ -52,6 +52,12 @@ final class SwitchoverTests: XCTestCase {
             WorkloadSupervisor.scheduleStart(now: 500, newestAge: -5, every: 30), 500, "a clock ahead: a full interval")
     }
 
+    func testAPrimaryPastItsFencingDeadlineShowsAsFencedBeforeItsDemotion() {
+        XCTAssertEqual(WorkloadSupervisor.reportedRole(.primary, fenceReason: nil), .primary)
+        XCTAssertEqual(WorkloadSupervisor.reportedRole(.primary, fenceReason: "the lease ran out"), .fenced)
+        XCTAssertEqual(WorkloadSupervisor.reportedRole(.peer, fenceReason: "disarmed"), .peer)
+    }
+
     func testASwitchoverToANamedPeerHandsTheLeaseOver() throws {
         let group = FakeGroup([
             GroupPeer(host: "h2", connected: true, acked: position(1, 42)),
