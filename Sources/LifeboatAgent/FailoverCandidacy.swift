@@ -123,14 +123,20 @@ public final class FailoverCandidacy: Sendable {
         return nil
     }
 
-    /// Why this host should leave a free lease to a more advanced peer, or nil. After one TTL
-    /// of waiting it goes ahead anyway. The lease's last holder is not asked: it let the lease
-    /// run out, so it is lost or fenced.
+    /// Why this host should leave a free lease to a more advanced peer, or nil. A peer that
+    /// does not answer (yet: after every agent restarted, it may still be starting) may hold
+    /// acknowledged records no one else has, so it is waited for too. After one TTL of
+    /// waiting this host goes ahead anyway. The lease's last holder is not asked: it let the
+    /// lease run out, so it is lost or fenced.
     private func failoverWait(_ lease: Lease, local: LocalHolding) -> String? {
         if candidacySeconds() > ttl { return nil }
         let mine = FailoverCandidacy.end(local.durable, in: lease.history)?.seq ?? 0
         let others = peers.filter { $0.host != lease.holder }
         let answers = directory.queryAll(others, workload: workload) { _ in FailoverCandidacy.queryTimeout }
+        let silent = others.map(\.host).filter { answers[$0] == nil }
+        if !silent.isEmpty {
+            return "waiting for \(silent.joined(separator: ", ")) to answer: it may hold more of the journal"
+        }
         for peer in others {
             guard let info = answers[peer.host], info.isPeer,
                 let theirs = FailoverCandidacy.end(info.durable ?? Position(epoch: 0, seq: 0), in: lease.history)
@@ -151,13 +157,11 @@ public final class FailoverCandidacy: Sendable {
     /// The peers a recovering host may fetch the delta from: those that answer as peers with a
     /// durable end in `history`, most advanced first. All are asked at once; `lostHolder` (the
     /// host whose lease ran out) is given only `lostHolderTimeout`: it is most likely gone, and
-    /// when it came back (every agent restarted) it answers within milliseconds. With
-    /// `askLostHolder` false it is not asked at all (what only it holds was never acknowledged).
+    /// when it came back (every agent restarted) it answers within milliseconds.
     public func deltaSources(
-        history: [EpochStart], lostHolder: String? = nil, askLostHolder: Bool = true, timeout: Double = 1
+        history: [EpochStart], lostHolder: String? = nil, timeout: Double = 1
     ) -> [(peer: PeerConfiguration, durable: Position)] {
-        let asked = askLostHolder ? peers : peers.filter { $0.host != lostHolder }
-        let answers = directory.queryAll(asked, workload: workload) { peer in
+        let answers = directory.queryAll(peers, workload: workload) { peer in
             peer.host == lostHolder ? min(timeout, FailoverCandidacy.lostHolderTimeout) : timeout
         }
         return peers.compactMap { peer -> (peer: PeerConfiguration, durable: Position)? in

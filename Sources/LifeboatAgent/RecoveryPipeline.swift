@@ -170,18 +170,17 @@ final class RecoveryPipeline: Sendable {
         defer { report.deltaSeconds = clock.monotonic - deltaStart }
         let after = snapshotPosition?.seq ?? 0
         let own = writer.durablePosition
-        let ownFits =
-            own.map { history.contains(journalEnd: $0) && $0.seq >= after && writer.firstSeq <= after + 1 } ?? false
+        let ownOnHistory = own.map { history.contains(journalEnd: $0) } ?? false
+        let ownFits = ownOnHistory && (own?.seq ?? 0) >= after && writer.firstSeq <= after + 1
+        // Records of this host's own past the snapshot that its journal cannot join to it (it
+        // starts after the snapshot's position): kept aside, then put back after the peers'.
+        var ownLater: String?
         if !ownFits {
-            try replica.reset(after: snapshotPosition ?? Position(epoch: 0, seq: 0))
+            let aside = try replica.reset(after: snapshotPosition ?? Position(epoch: 0, seq: 0))
+            if ownOnHistory, (own?.seq ?? 0) > after { ownLater = aside }
         }
         report.localRecords = Int((writer.durablePosition?.seq ?? after) - after)
-        // With sync replication that never degrades, every acknowledged record is on a peer
-        // that answers: the lost holder's records beyond them were never acknowledged.
-        let settings = policy.settings
-        let lostHolderNeeded = !(settings.mode == .sync && settings.onTimeout == .fail && settings.minSyncPeers >= 1)
-        for (peer, durable) in candidacy.deltaSources(
-            history: history, lostHolder: lostHolder, askLostHolder: lostHolderNeeded)
+        for (peer, durable) in candidacy.deltaSources(history: history, lostHolder: lostHolder)
         where durable.seq > (writer.durablePosition?.seq ?? 0) {
             do {
                 let from = (writer.durablePosition?.seq ?? after) + 1
@@ -192,6 +191,17 @@ final class RecoveryPipeline: Sendable {
                 break
             } catch {
                 logger.warning("fetching the delta from \(peer.host) failed: \(error); trying the next peer")
+            }
+        }
+        if let ownLater, let own, own.seq > (writer.durablePosition?.seq ?? 0) {
+            let joined = try replica.rejoin(from: ownLater)
+            report.localRecords += joined
+            if joined == 0 {
+                logger.error(
+                    "this host's records through \(own) (in \(ownLater)) could not be joined to the delta, which ends at \(writer.durablePosition.map { "\($0)" } ?? "the snapshot"): no peer holds the records in between"
+                )
+            } else {
+                logger.info("put back \(joined) records of this host's own after the peers' delta (through \(own))")
             }
         }
     }

@@ -209,6 +209,12 @@ public enum PeerClient {
         public var records = 0
         public var bytes = 0
         public var last: Position?
+
+        public init(records: Int = 0, bytes: Int = 0, last: Position? = nil) {
+            self.records = records
+            self.bytes = bytes
+            self.last = last
+        }
     }
 
     /// Fetches every record from `from` on into `writer` (appended, then made durable).

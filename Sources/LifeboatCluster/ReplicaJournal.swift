@@ -95,13 +95,37 @@ public final class ReplicaJournal: Sendable {
         return try writer.sync()
     }
 
-    /// Starts the journal over after `position`, keeping records past it aside.
-    public func reset(after position: Position) throws {
+    /// Starts the journal over after `position`, keeping records past it aside. Returns the
+    /// dir they were copied to (nil: there were none).
+    @discardableResult
+    public func reset(after position: Position) throws -> String? {
+        var aside: String?
         if let last = writer.lastPosition, last.seq > position.seq, last.epoch > 0 {
-            let aside = try keepAside(reason: "reset after \(position)")
-            logger.info("records after \(position) kept aside in \(aside)")
+            aside = try keepAside(reason: "reset after \(position)")
+            logger.info("records after \(position) kept aside in \(aside!)")
         }
         try writer.reset(after: position)
+        return aside
+    }
+
+    /// Appends the records of the journal copy in `aside` from the seq after this journal's
+    /// end on (all of them, made durable). Returns how many; 0 when the copy does not reach
+    /// that far or starts later (a gap: nothing is appended).
+    public func rejoin(from aside: String) throws -> Int {
+        let next = (writer.durablePosition?.seq ?? 0) + 1
+        let tail = JournalTail(directory: aside, from: next)
+        var records = 0
+        do {
+            while let batch = try tail.next() {
+                if records == 0 && batch.first.seq != next { return 0 }
+                try batch.frames.withUnsafeBytes { _ = try writer.appendFrames($0) }
+                records += batch.records
+            }
+        } catch is JournalTail.Gone {
+            return 0
+        }
+        if records > 0 { try writer.sync() }
+        return records
     }
 
     /// Drops segments whose records are all at or before `seq` (a committed snapshot).

@@ -115,12 +115,29 @@ final class FakePeers: PeerDirectory {
         return answers.withLock { $0[peer.host] }
     }
 
+    private let journals = Mutex<[String: String]>([:])
+
+    /// `host` serves the records of the journal in `directory`.
+    func serve(_ host: String, journal directory: String) { journals.withLock { $0[host] = directory } }
+
     func fetch(
         _ peer: PeerConfiguration, workload: String, from: UInt64, into writer: JournalWriter
     ) throws
         -> PeerClient.Fetched
     {
-        throw LifeboatError(.operationFailed, "the fake peers serve no records")
+        guard let directory = journals.withLock({ $0[peer.host] }) else {
+            throw LifeboatError(.operationFailed, "the fake peer \(peer.host) serves no records")
+        }
+        var fetched = PeerClient.Fetched()
+        let tail = JournalTail(directory: directory, from: from)
+        while let batch = try tail.next() {
+            try batch.frames.withUnsafeBytes { _ = try writer.appendFrames($0) }
+            fetched.records += batch.records
+            fetched.bytes += batch.frames.count
+            fetched.last = batch.last
+        }
+        try writer.sync()
+        return fetched
     }
 }
 
