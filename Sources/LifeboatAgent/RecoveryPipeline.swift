@@ -197,9 +197,13 @@ final class RecoveryPipeline: Sendable {
             let joined = try replica.rejoin(from: ownLater)
             report.localRecords += joined
             if joined == 0 {
-                logger.error(
-                    "this host's records through \(own) (in \(ownLater)) could not be joined to the delta, which ends at \(writer.durablePosition.map { "\($0)" } ?? "the snapshot"): no peer holds the records in between"
-                )
+                // Serving now would lose this host's later records (acknowledged, perhaps):
+                // the recovery fails, the lease is released, and a later try (when the host
+                // that holds the records in between answers) gets them all.
+                throw LifeboatError(
+                    .operationFailed,
+                    "this host's records through \(own) (kept in \(ownLater)) cannot be joined to the delta, which ends at \(writer.durablePosition.map { "\($0)" } ?? "the snapshot"): no reachable peer holds the records in between; not serving without them",
+                    hint: "bring back the host that holds them (the last primary); the recovery is tried again")
             } else {
                 logger.info("put back \(joined) records of this host's own after the peers' delta (through \(own))")
             }

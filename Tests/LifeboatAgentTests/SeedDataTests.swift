@@ -234,6 +234,38 @@ final class BackingDirTests: XCTestCase {
         XCTAssertEqual(report.localRecords, 10, "31-40 put back")
     }
 
+    /// Seen in pause-primary x 50 on the lab: both peers' journals began after the newest
+    /// snapshot (started over on rejoins), the holder of the records in between was paused,
+    /// and the recovery served without them: 15,075 acknowledged writes lost. A gap that no
+    /// peer can fill fails the recovery instead (the lease is released and tried again).
+    func testARecoveryThatCannotJoinItsOwnRecordsToTheSnapshotFails() throws {
+        func payload(_ seq: UInt64) -> [UInt8] { Array("record \(seq)".utf8) }
+        let peerDir = root + "/peer-journal"
+        let peerJournal = try JournalWriter(directory: peerDir)
+        for seq in 1...15 { try peerJournal.append(epoch: 1, kind: 1, payload: payload(UInt64(seq))) }
+        try peerJournal.sync()
+        let own = try JournalWriter(directory: workload.journalDir)
+        try own.reset(after: Position(epoch: 0, seq: 20))
+        for seq in 21...40 { try own.append(epoch: 1, kind: 1, payload: payload(UInt64(seq))) }
+        try own.sync()
+        let peers = FakePeers()
+        peers.set("h2", PeerInfo(durable: position(1, 15), epoch: 1, role: "peer"))
+        peers.serve("h2", journal: peerDir)
+        let pipeline = try makePipeline(log: LogLines(), writer: own, peers: peers, peerHosts: ["h2"])
+        var report = RecoveryReport(epoch: 2, kind: .failover, startedAt: 0)
+        XCTAssertThrowsError(
+            try pipeline.fetchDelta(
+                history: [EpochStart(epoch: 1, firstSeq: 1)], after: position(1, 10), report: &report)
+        ) { error in
+            XCTAssertTrue("\(error)".contains("records through 1:40"), "\(error)")
+            XCTAssertTrue("\(error)".contains("not serving without them"), "\(error)")
+        }
+        let aside = try FileManager.default.contentsOfDirectory(atPath: root).filter {
+            $0.contains("journal.diverged-")
+        }
+        XCTAssertEqual(aside.count, 1, "this host's records are kept aside, not deleted")
+    }
+
     func makePipeline(
         log: LogLines, writer given: JournalWriter? = nil, peers: FakePeers = FakePeers(), peerHosts: [String] = []
     ) throws -> RecoveryPipeline {
