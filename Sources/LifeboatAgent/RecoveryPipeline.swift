@@ -127,17 +127,10 @@ final class RecoveryPipeline: Sendable {
         let loadStart = clock.monotonic
         defer { report.snapshotLoadSeconds = clock.monotonic - loadStart }
         let repository = try Repository.open(at: repositoryPath)
-        let newest = try repository.listSnapshots().last {
-            guard $0.snapshot.workload == name, let position = $0.snapshot.position else { return false }
-            return history.contains(journalEnd: position)
-        }
+        let newest = try repository.newestSnapshot(of: name, on: history)
         try prepareBackingDir(backing)
         guard let newest else { return nil }
-        let restored = try repository.restore(snapshot: newest, target: configuration.backingDir)
-        if !restored.failures.isEmpty {
-            throw LifeboatError(
-                .integrity, "snapshot \(newest.id.short) did not restore whole: \(restored.failures[0].error)")
-        }
+        let restored = try repository.restoreWhole(newest, into: configuration.backingDir)
         report.snapshot = newest.id.hex
         report.snapshotBytes = restored.bytes
         report.snapshotPosition = newest.snapshot.position.map { "\($0)" }

@@ -254,12 +254,7 @@ enum UncleanStart {
         var replayed = 0
         do {
             if let snapshot {
-                let restored = try Repository.open(at: repository!).restore(snapshot: snapshot, target: fresh)
-                if let failure = restored.failures.first {
-                    throw LifeboatError(
-                        .integrity,
-                        "snapshot \(snapshot.id.short) did not restore whole: \(failure.path): \(failure.error)")
-                }
+                _ = try Repository.open(at: repository!).restoreWhole(snapshot, into: fresh)
             } else {
                 try makeEmptyRoot(fresh, base!)
             }

@@ -46,7 +46,14 @@ final class WarmStandby: Sendable {
         var problem: String?
         var appliedRecords: UInt64 = 0
         var warmUps = 0
+        /// No warm-up before this (monotonic seconds): after one that could not start, the
+        /// next waits `warmUpRetry`, so a cold copy does not list the repository every round.
+        var nextWarmUp = 0.0
     }
+
+    /// How long a cold copy waits after a warm-up that could not start (no snapshot yet, a
+    /// journal that does not reach it, an unreachable volume).
+    static let warmUpRetry = 5.0
     private let state = Mutex(State())
     /// Held while a round or a takeover works on the backing dir.
     private let work = NSLock()
@@ -93,7 +100,15 @@ final class WarmStandby: Sendable {
         defer { work.unlock() }
         guard let history, !state.withLock({ $0.suspended }) else { return }
         do {
-            if state.withLock({ $0.position }) == nil { try warmUp(history: history) }
+            if state.withLock({ $0.position }) == nil {
+                guard clock.monotonic >= state.withLock({ $0.nextWarmUp }) else { return }
+                do {
+                    try warmUp(history: history)
+                } catch {
+                    state.withLock { $0.nextWarmUp = clock.monotonic + WarmStandby.warmUpRetry }
+                    throw error
+                }
+            }
             try catchUp(history: history)
             state.withLock { $0.problem = nil }
         } catch {
@@ -138,6 +153,7 @@ final class WarmStandby: Sendable {
         state.withLock { state in
             state.suspended = false
             state.position = nil
+            state.nextWarmUp = 0
         }
     }
 
@@ -154,15 +170,8 @@ final class WarmStandby: Sendable {
             )
         }
         let repository = try Repository.open(at: repositoryPath)
-        guard
-            let newest = try repository.listSnapshots().last(where: {
-                $0.snapshot.workload == name && $0.snapshot.position != nil
-            }), let base = newest.snapshot.position
-        else { throw NotYet("no snapshot of \(name) in the repository yet") }
-        guard history.contains(journalEnd: base) else {
-            throw LifeboatError(
-                .operationFailed, "the newest snapshot \(newest.id.short) at \(base) is not on the lease's history")
-        }
+        guard let newest = try repository.newestSnapshot(of: name, on: history), let base = newest.snapshot.position
+        else { throw NotYet("no snapshot of \(name) on the lease's history in the repository yet") }
         let durable = writer.durablePosition ?? Position(epoch: 0, seq: 0)
         guard durable.seq >= base.seq else {
             throw NotYet("the journal (at \(durable)) is behind the newest snapshot (at \(base)) yet")
@@ -178,10 +187,7 @@ final class WarmStandby: Sendable {
         // Covered from here on (the snapshot and the journal): never read as seed data.
         try BackingDir.markCaptured(configuration)
         try BackingDir.clear(configuration.backingDir)
-        let restored = try repository.restore(snapshot: newest, target: configuration.backingDir)
-        if let failure = restored.failures.first {
-            throw LifeboatError(.integrity, "snapshot \(newest.id.short) did not restore whole: \(failure.error)")
-        }
+        let restored = try repository.restoreWhole(newest, into: configuration.backingDir)
         state.withLock { state in
             state.position = base
             state.snapshot = newest.id.hex

@@ -204,20 +204,7 @@ final class BackingDirTests: XCTestCase {
     /// recovery set it aside and took the delta from a peer that had less: 24 acknowledged
     /// writes lost. It must fill the gap from the peer and put its own later records back.
     func testOwnRecordsThatDoNotReachBackToTheSnapshotArePutBackAfterThePeersDelta() throws {
-        func payload(_ seq: UInt64) -> [UInt8] { Array("record \(seq)".utf8) }
-        let peerDir = root + "/peer-journal"
-        let peerJournal = try JournalWriter(directory: peerDir)
-        for seq in 1...30 { try peerJournal.append(epoch: 1, kind: 1, payload: payload(UInt64(seq))) }
-        try peerJournal.sync()
-        let own = try JournalWriter(directory: workload.journalDir)
-        try own.reset(after: Position(epoch: 0, seq: 20))
-        for seq in 21...40 { try own.append(epoch: 1, kind: 1, payload: payload(UInt64(seq))) }
-        try own.sync()
-        let peers = FakePeers()
-        peers.set("h2", PeerInfo(durable: position(1, 30), epoch: 1, role: "peer"))
-        peers.serve("h2", journal: peerDir)
-        let log = LogLines()
-        let pipeline = try makePipeline(log: log, writer: own, peers: peers, peerHosts: ["h2"])
+        let (own, pipeline) = try journalsApart(peerThrough: 30)
         var report = RecoveryReport(epoch: 2, kind: .failover, startedAt: 0)
         try pipeline.fetchDelta(
             history: [EpochStart(epoch: 1, firstSeq: 1)], after: position(1, 10), report: &report)
@@ -225,7 +212,7 @@ final class BackingDirTests: XCTestCase {
         XCTAssertEqual(own.firstSeq, 11)
         var seqs: [UInt64] = []
         try JournalReader.read(directory: workload.journalDir) { record in
-            XCTAssertEqual(Array(record.payload), payload(record.position.seq), "record \(record.position.seq)")
+            XCTAssertEqual(Array(record.payload), Self.payload(record.position.seq), "record \(record.position.seq)")
             seqs.append(record.position.seq)
             return true
         }
@@ -239,19 +226,7 @@ final class BackingDirTests: XCTestCase {
     /// and the recovery served without them: 15,075 acknowledged writes lost. A gap that no
     /// peer can fill fails the recovery instead (the lease is released and tried again).
     func testARecoveryThatCannotJoinItsOwnRecordsToTheSnapshotFails() throws {
-        func payload(_ seq: UInt64) -> [UInt8] { Array("record \(seq)".utf8) }
-        let peerDir = root + "/peer-journal"
-        let peerJournal = try JournalWriter(directory: peerDir)
-        for seq in 1...15 { try peerJournal.append(epoch: 1, kind: 1, payload: payload(UInt64(seq))) }
-        try peerJournal.sync()
-        let own = try JournalWriter(directory: workload.journalDir)
-        try own.reset(after: Position(epoch: 0, seq: 20))
-        for seq in 21...40 { try own.append(epoch: 1, kind: 1, payload: payload(UInt64(seq))) }
-        try own.sync()
-        let peers = FakePeers()
-        peers.set("h2", PeerInfo(durable: position(1, 15), epoch: 1, role: "peer"))
-        peers.serve("h2", journal: peerDir)
-        let pipeline = try makePipeline(log: LogLines(), writer: own, peers: peers, peerHosts: ["h2"])
+        let (_, pipeline) = try journalsApart(peerThrough: 15)
         var report = RecoveryReport(epoch: 2, kind: .failover, startedAt: 0)
         XCTAssertThrowsError(
             try pipeline.fetchDelta(
@@ -264,6 +239,26 @@ final class BackingDirTests: XCTestCase {
             $0.contains("journal.diverged-")
         }
         XCTAssertEqual(aside.count, 1, "this host's records are kept aside, not deleted")
+    }
+
+    static func payload(_ seq: UInt64) -> [UInt8] { Array("record \(seq)".utf8) }
+
+    /// A peer h2 whose journal holds seqs 1 through `peerThrough`, and this host's journal that
+    /// was started over after seq 20 and holds 21-40 (all of epoch 1, the same records where
+    /// they overlap). Returns this host's journal and its pipeline.
+    func journalsApart(peerThrough: UInt64) throws -> (JournalWriter, RecoveryPipeline) {
+        let peerDir = root + "/peer-journal"
+        let peerJournal = try JournalWriter(directory: peerDir)
+        for seq in 1...peerThrough { try peerJournal.append(epoch: 1, kind: 1, payload: Self.payload(seq)) }
+        try peerJournal.sync()
+        let own = try JournalWriter(directory: workload.journalDir)
+        try own.reset(after: Position(epoch: 0, seq: 20))
+        for seq in UInt64(21)...40 { try own.append(epoch: 1, kind: 1, payload: Self.payload(seq)) }
+        try own.sync()
+        let peers = FakePeers()
+        peers.set("h2", PeerInfo(durable: position(1, peerThrough), epoch: 1, role: "peer"))
+        peers.serve("h2", journal: peerDir)
+        return (own, try makePipeline(log: LogLines(), writer: own, peers: peers, peerHosts: ["h2"]))
     }
 
     func makePipeline(

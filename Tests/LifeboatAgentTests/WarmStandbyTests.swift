@@ -23,6 +23,7 @@ final class WarmStandbyTests: XCTestCase {
     var tail: JournalTail!
     var standby: WarmStandby!
     var peerConfiguration: WorkloadConfiguration!
+    let clock = ManualClock()
     let history = [EpochStart(epoch: 1, firstSeq: 1)]
 
     override func setUpWithError() throws {
@@ -46,7 +47,7 @@ final class WarmStandbyTests: XCTestCase {
         tail = JournalTail(directory: root + "/journal", from: 1)
         standby = WarmStandby(
             configuration: peerConfiguration, repositoryPath: root + "/repo", writer: peerWriter,
-            clock: SystemClock(), logger: .quiet)
+            clock: clock, logger: .quiet)
     }
 
     override func tearDownWithError() throws {
@@ -182,6 +183,9 @@ final class WarmStandbyTests: XCTestCase {
         let newer = try snapshot()
         try write("c", "after the newer snapshot")
         try stream()
+        standby.round(history: history)
+        XCTAssertNil(standby.position, "a warm-up that could not start is tried again only after warmUpRetry")
+        clock.advance(WarmStandby.warmUpRetry)
         standby.round(history: history)
         XCTAssertEqual(standby.position, peerWriter.durablePosition)
         XCTAssertEqual(standby.status.snapshot, newer.snapshot)

@@ -517,6 +517,19 @@ take_snapshot() {
 }
 # snapshot_committed I ID BEFORE: ID is a manifest in the repository now and was not in BEFORE
 snapshot_committed() { [ -n "$2" ] && snapshot_ids "$1" | grep -qx "$2" && ! grep -qx "$2" <<<"$3"; }
+# expect_snapshot I NAME BEFORE WHEN: take_snapshot I NAME must commit a new manifest (one not
+# in BEFORE, the ids before it); sets SNAPSHOT SNAPSHOT_S, else a problem naming WHEN
+expect_snapshot() {
+    take_snapshot "$1" "$2"
+    if [ "$SNAP_RC" != 0 ]; then
+        problem "the snapshot on h$1 $4 failed (exit $SNAP_RC): $SNAP_ERR"
+    elif snapshot_committed "$1" "$SNAP_ID" "$3"; then
+        SNAPSHOT="${SNAP_ID:0:12}" SNAPSHOT_S=$SNAP_S
+        say "snapshot $SNAPSHOT committed $4 ($SNAP_S s)"
+    else
+        problem "the snapshot on h$1 $4 answered '${SNAP_ID:-no id}', which is no new manifest in $REPO_DIR/snapshots"
+    fi
+}
 # volume_avail I: the bytes free on the volume as host I's mount sees it
 volume_avail() { lab_in "$1" df -B1 --output=avail "$LAB_MOUNT" 2>/dev/null | tail -n 1 | tr -d ' '; }
 
@@ -599,15 +612,7 @@ sc_kill_brick() {
     T_EVENT=$(now)
     wait_until 10 pid_gone "$BPID" || problem "glusterfsd $BPID of h$P still runs 10 s after SIGKILL"
     wait_until 30 writer_moves $(($(ls_acks "$ACKS") + 20)) || problem "the writer stalls with h$P's brick down (20 acks within 30 s)"
-    take_snapshot "$P" brick-down
-    if [ "$SNAP_RC" != 0 ]; then
-        problem "the snapshot on h$P with its brick down failed (exit $SNAP_RC): $SNAP_ERR"
-    elif snapshot_committed "$P" "$SNAP_ID" "$before"; then
-        SNAPSHOT="${SNAP_ID:0:12}" SNAPSHOT_S=$SNAP_S
-        say "snapshot $SNAPSHOT committed with h$P's brick down ($SNAP_S s)"
-    else
-        problem "the snapshot on h$P with its brick down answered '${SNAP_ID:-no id}', which is no new manifest in $REPO_DIR/snapshots"
-    fi
+    expect_snapshot "$P" brick-down "$before" "with h$P's brick down"
     brick_pid_now "$P" >/dev/null && problem "h$P's brick ran again before the snapshot was checked"
     pending="$(heal_pending)"
     NOTE="heal pending with the brick down: $pending"
@@ -671,16 +676,7 @@ sc_volume_full() {
     t0=$(now)
     wait_until 60 space_back "$P" "$avail0" || problem "the volume is still full 60 s after the ballast's removal ($(volume_avail "$P") bytes free)"
     say "ballast removed: $(volume_avail "$P") bytes free after $(secs "$t0" "$(now)") s"
-    before="$(snapshot_ids "$P")"
-    take_snapshot "$P" after
-    if [ "$SNAP_RC" != 0 ]; then
-        problem "the snapshot after the ballast's removal failed (exit $SNAP_RC): $SNAP_ERR"
-    elif snapshot_committed "$P" "$SNAP_ID" "$before"; then
-        SNAPSHOT="${SNAP_ID:0:12}" SNAPSHOT_S=$SNAP_S
-        say "snapshot $SNAPSHOT committed after the ballast's removal ($SNAP_S s)"
-    else
-        problem "the snapshot after the ballast's removal answered '${SNAP_ID:-no id}', which is no new manifest in $REPO_DIR/snapshots"
-    fi
+    expect_snapshot "$P" after "$(snapshot_ids "$P")" "after the ballast's removal"
     repo_check "$P"
     drop_bulk "$P" || problem "cannot drop the bulk from $W on h$P"
 }
